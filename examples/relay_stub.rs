@@ -1,0 +1,25 @@
+//! Runs the OpenAI-compatible relay stub for the offline demo:
+//! `cargo run --example relay_stub -- 127.0.0.1:9999`, then
+//! `RELAY_URL=http://127.0.0.1:9999/v1 cargo run --release`.
+
+use std::net::SocketAddr;
+
+use edge_gateway::relay_stub::RelayStub;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr: SocketAddr = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("STUB_ADDR").ok())
+        .unwrap_or_else(|| "127.0.0.1:9999".into())
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+    let stub = RelayStub::start_on(addr).await?;
+    println!(
+        "relay stub listening on {} (RELAY_URL={})",
+        stub.addr(),
+        stub.url()
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

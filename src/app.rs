@@ -1,0 +1,169 @@
+//! Building and running the gateway: `App::build` binds the listener (port 0 in tests)
+//! and wires the shared state; `App::run_until` serves until a shutdown signal, then
+//! drains in-flight requests for at most `server.shutdown_grace_secs`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, Method};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::relay::{RelayClient, RelayResponse};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the relay client: {0}")]
+    Relay(#[from] reqwest::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Shared, read-mostly state every handler sees.
+pub struct Shared {
+    pub config: Config,
+    pub auth: Authenticator,
+    pub relay: RelayClient,
+    pub metrics: Metrics,
+    /// `x-edge-region`, built once.
+    pub region_header: HeaderValue,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What `/readyz` reports.
+pub struct Readiness {
+    pub ready: bool,
+    pub body: Value,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        let auth =
+            Authenticator::from_config(&config).map_err(|e| StartError::Setup(e.to_string()))?;
+        let relay = RelayClient::new(&config.relay)?;
+        let region_header = HeaderValue::from_str(&config.edge_region)
+            .map_err(|_| StartError::Setup("EDGE_REGION is not a valid header value".into()))?;
+        Ok(Self(Arc::new(Shared {
+            config,
+            auth,
+            relay,
+            metrics: Metrics::new(),
+            region_header,
+        })))
+    }
+
+    /// Calls the relay and records the outcome in the relay metrics.
+    pub async fn send_to_relay(
+        &self,
+        method: Method,
+        suffix: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<RelayResponse, ApiError> {
+        let started = Instant::now();
+        let region = self.relay.region().clone();
+        let result = self.relay.send(method, suffix, headers, body).await;
+        let outcome = match &result {
+            Ok(r) => r.status.as_str().to_owned(),
+            Err(e) => e.code().to_owned(),
+        };
+        self.metrics
+            .relay_requests
+            .with_label_values(&[region.as_ref(), outcome.as_str()])
+            .inc();
+        self.metrics
+            .relay_latency
+            .with_label_values(&[region.as_ref()])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            ready: true,
+            body: json!({
+                "status": "ready",
+                "region": self.config.edge_region,
+                "tiers": {"l1": "up", "redis": "disabled", "sqlite": "disabled"},
+                "relay": {self.relay.region().as_ref(): "up"},
+            }),
+        }
+    }
+}
+
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let addr = SocketAddr::new(config.server.bind, config.server.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let state = AppState::new(config)?;
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and waits for in-flight
+    /// requests, at most the configured grace period.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        let router = crate::http::router(self.state.clone());
+        let draining = CancellationToken::new();
+        let serve = axum::serve(self.listener, router).with_graceful_shutdown({
+            let draining = draining.clone();
+            async move { draining.cancelled().await }
+        });
+        let deadline = async {
+            shutdown.await;
+            tracing::info!("shutdown requested: draining in-flight requests");
+            draining.cancel();
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serve => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "server error");
+                }
+            }
+            () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping unfinished requests"),
+        }
+        tracing::info!("stopped");
+    }
+}

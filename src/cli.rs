@@ -1,0 +1,28 @@
+//! The command line: `serve` (the default) and `check-config`. `main` only wires these
+//! to the library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "edge-gateway",
+    version,
+    about = "OpenAI-compatible caching gateway: L1 (moka) → Redis → SQLite → relay"
+)]
+pub struct Cli {
+    /// TOML configuration file; environment variables override it.
+    #[arg(long, global = true, env = "EDGE_GATEWAY_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default when no command is given).
+    Serve,
+    /// Load and validate the configuration, print it with secrets masked, and exit.
+    CheckConfig,
+}

@@ -1,0 +1,575 @@
+//! The one typed configuration, layered: built-in defaults, then an optional TOML file,
+//! then environment variables (the names of `SPEC.md`). `validate()` runs before anything
+//! starts, so a bad value stops the process with a message naming the key instead of
+//! failing later on a request.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A credential. Prints and serializes as `*****` so it cannot leak through logs,
+/// `check-config` output or error bodies by accident; `expose()` is the one way out.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("*****")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("*****")
+    }
+}
+
+/// Why the configuration could not be used; the message always names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("invalid value for {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub relay: RelayConfig,
+    pub auth: AuthConfig,
+    pub cache: CacheConfig,
+    pub normalize: NormalizeConfig,
+    pub redis: RedisConfig,
+    pub sqlite: SqliteConfig,
+    /// This instance's region name (`EDGE_REGION`, else `FLY_REGION`, else `local`).
+    pub edge_region: String,
+    /// Bearer token for `/admin/*`; unset disables those routes.
+    pub admin_token: Option<Secret>,
+    /// Tracing filter (`RUST_LOG`).
+    pub log: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub port: u16,
+    pub bind: IpAddr,
+    pub max_body_bytes: usize,
+    /// How long SIGTERM waits for in-flight requests before giving up on them.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Base URL including `/v1`; the region named `default`.
+    pub url: String,
+    /// Set: managed mode (clients present gateway keys, the relay sees only this key).
+    pub api_key: Option<Secret>,
+    pub connect_timeout_ms: u64,
+    /// Time from sending the request until the relay's response headers arrive.
+    pub first_byte_timeout_ms: u64,
+    /// Longest silence allowed between two body chunks of a relay response.
+    pub idle_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Client keys accepted in managed mode, tenant name to key.
+    pub gateway_api_keys: BTreeMap<String, Secret>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    pub ttl_secs: u64,
+    /// Largest `x-cache-ttl` a client may ask for.
+    pub max_ttl_secs: u64,
+    pub l1_max_bytes: u64,
+    /// Set: every tenant reads and writes this one namespace (an explicit operator choice).
+    pub shared_namespace: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NormalizeConfig {
+    /// Fold case in message text before keying, so "Hello" and "hello" share an entry.
+    pub case_insensitive: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: Option<Secret>,
+    pub cluster_urls: Vec<Secret>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteConfig {
+    pub path: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            relay: RelayConfig::default(),
+            auth: AuthConfig::default(),
+            cache: CacheConfig::default(),
+            normalize: NormalizeConfig::default(),
+            redis: RedisConfig::default(),
+            sqlite: SqliteConfig::default(),
+            edge_region: "local".into(),
+            admin_token: None,
+            log: "info".into(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            bind: IpAddr::from([0, 0, 0, 0]),
+            max_body_bytes: 4 * 1024 * 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            url: "https://api.openai.com/v1".into(),
+            api_key: None,
+            connect_timeout_ms: 3_000,
+            first_byte_timeout_ms: 120_000,
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl_secs: 86_400,
+            max_ttl_secs: 30 * 86_400,
+            l1_max_bytes: 256 * 1024 * 1024,
+            shared_namespace: None,
+        }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            cluster_urls: Vec::new(),
+            timeout_ms: 50,
+        }
+    }
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./data/edge-gateway.db"),
+        }
+    }
+}
+
+/// Where configuration values come from besides the file; a trait object so tests can
+/// feed a map instead of mutating the process environment.
+pub trait EnvSource {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl EnvSource for BTreeMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        BTreeMap::get(self, key).cloned()
+    }
+}
+
+/// Every environment variable the gateway reads. Deployment files are checked against it.
+pub const ENV_VARS: &[&str] = &[
+    "EDGE_GATEWAY_CONFIG",
+    "PORT",
+    "BIND",
+    "RELAY_URL",
+    "RELAY_API_KEY",
+    "RELAY_CONNECT_TIMEOUT_MS",
+    "RELAY_FIRST_BYTE_TIMEOUT_MS",
+    "RELAY_IDLE_TIMEOUT_MS",
+    "GATEWAY_API_KEYS",
+    "REDIS_URL",
+    "REDIS_CLUSTER_URLS",
+    "REDIS_TIMEOUT_MS",
+    "SQLITE_PATH",
+    "CACHE_TTL_SECS",
+    "L1_MAX_BYTES",
+    "EDGE_REGION",
+    "FLY_REGION",
+    "ADMIN_TOKEN",
+    "MAX_BODY_BYTES",
+    "SHUTDOWN_GRACE_SECS",
+    "RUST_LOG",
+];
+
+impl Config {
+    /// Defaults, then `file` (if any), then `env`; validated.
+    pub fn load(file: Option<&Path>, env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    fn apply_env(&mut self, env: &dyn EnvSource) -> Result<(), ConfigError> {
+        fn parsed<T: std::str::FromStr>(key: &'static str, raw: &str) -> Result<T, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            raw.trim()
+                .parse()
+                .map_err(|e| invalid(key, format!("{raw:?}: {e}")))
+        }
+        let get = |key: &str| env.get(key).filter(|v| !v.is_empty());
+
+        if let Some(v) = get("PORT") {
+            self.server.port = parsed("PORT", &v)?;
+        }
+        if let Some(v) = get("BIND") {
+            self.server.bind = parsed("BIND", &v)?;
+        }
+        if let Some(v) = get("MAX_BODY_BYTES") {
+            self.server.max_body_bytes = parsed("MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("SHUTDOWN_GRACE_SECS") {
+            self.server.shutdown_grace_secs = parsed("SHUTDOWN_GRACE_SECS", &v)?;
+        }
+        if let Some(v) = get("RELAY_URL") {
+            self.relay.url = v;
+        }
+        if let Some(v) = get("RELAY_API_KEY") {
+            self.relay.api_key = Some(Secret(v));
+        }
+        if let Some(v) = get("RELAY_CONNECT_TIMEOUT_MS") {
+            self.relay.connect_timeout_ms = parsed("RELAY_CONNECT_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = get("RELAY_FIRST_BYTE_TIMEOUT_MS") {
+            self.relay.first_byte_timeout_ms = parsed("RELAY_FIRST_BYTE_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = get("RELAY_IDLE_TIMEOUT_MS") {
+            self.relay.idle_timeout_ms = parsed("RELAY_IDLE_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = get("GATEWAY_API_KEYS") {
+            self.auth.gateway_api_keys = parse_api_keys(&v)?;
+        }
+        if let Some(v) = get("REDIS_URL") {
+            self.redis.url = Some(Secret(v));
+        }
+        if let Some(v) = get("REDIS_CLUSTER_URLS") {
+            self.redis.cluster_urls = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Secret(s.to_owned()))
+                .collect();
+        }
+        if let Some(v) = get("REDIS_TIMEOUT_MS") {
+            self.redis.timeout_ms = parsed("REDIS_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = get("SQLITE_PATH") {
+            self.sqlite.path = PathBuf::from(v);
+        }
+        if let Some(v) = get("CACHE_TTL_SECS") {
+            self.cache.ttl_secs = parsed("CACHE_TTL_SECS", &v)?;
+        }
+        if let Some(v) = get("L1_MAX_BYTES") {
+            self.cache.l1_max_bytes = parsed("L1_MAX_BYTES", &v)?;
+        }
+        if let Some(v) = get("EDGE_REGION").or_else(|| get("FLY_REGION")) {
+            self.edge_region = v;
+        }
+        if let Some(v) = get("ADMIN_TOKEN") {
+            self.admin_token = Some(Secret(v));
+        }
+        if let Some(v) = get("RUST_LOG") {
+            self.log = v;
+        }
+        Ok(())
+    }
+
+    /// Checks what serde cannot: ranges, URL shapes, consistency between settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = reqwest::Url::parse(&self.relay.url)
+            .map_err(|e| invalid("RELAY_URL", format!("{:?}: {e}", self.relay.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("RELAY_URL", "must start with http:// or https://"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("RELAY_URL", "must not carry a query or fragment"));
+        }
+        if self.relay.api_key.as_ref().is_some_and(|k| k.0.is_empty()) {
+            return Err(invalid("RELAY_API_KEY", "must not be empty"));
+        }
+        if self.relay.api_key.is_some() && self.auth.gateway_api_keys.is_empty() {
+            return Err(invalid(
+                "GATEWAY_API_KEYS",
+                "managed mode (RELAY_API_KEY set) needs at least one tenant:key",
+            ));
+        }
+        for (key, value) in [
+            ("RELAY_CONNECT_TIMEOUT_MS", self.relay.connect_timeout_ms),
+            (
+                "RELAY_FIRST_BYTE_TIMEOUT_MS",
+                self.relay.first_byte_timeout_ms,
+            ),
+            ("RELAY_IDLE_TIMEOUT_MS", self.relay.idle_timeout_ms),
+            ("REDIS_TIMEOUT_MS", self.redis.timeout_ms),
+            ("L1_MAX_BYTES", self.cache.l1_max_bytes),
+            ("MAX_BODY_BYTES", self.server.max_body_bytes as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.cache.ttl_secs > self.cache.max_ttl_secs {
+            return Err(invalid(
+                "CACHE_TTL_SECS",
+                format!(
+                    "{} exceeds cache.max_ttl_secs ({})",
+                    self.cache.ttl_secs, self.cache.max_ttl_secs
+                ),
+            ));
+        }
+        if let Some(url) = &self.redis.url
+            && !(url.0.starts_with("redis://") || url.0.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "REDIS_URL",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        for url in &self.redis.cluster_urls {
+            if !(url.0.starts_with("redis://") || url.0.starts_with("rediss://")) {
+                return Err(invalid(
+                    "REDIS_CLUSTER_URLS",
+                    "each seed must start with redis:// or rediss://",
+                ));
+            }
+        }
+        if self.redis.url.is_some() && !self.redis.cluster_urls.is_empty() {
+            return Err(invalid(
+                "REDIS_CLUSTER_URLS",
+                "set either REDIS_URL or REDIS_CLUSTER_URLS, not both",
+            ));
+        }
+        if self.edge_region.is_empty()
+            || !self
+                .edge_region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(invalid(
+                "EDGE_REGION",
+                "must be non-empty letters, digits, '-' or '_'",
+            ));
+        }
+        if self.admin_token.as_ref().is_some_and(|t| t.0.len() < 16) {
+            return Err(invalid("ADMIN_TOKEN", "must be at least 16 characters"));
+        }
+        if let Some(ns) = &self.cache.shared_namespace
+            && ns.is_empty()
+        {
+            return Err(invalid("cache.shared_namespace", "must not be empty"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| invalid("RUST_LOG", e.to_string()))?;
+        Ok(())
+    }
+
+    /// Pass-through mode forwards the client's own key; managed mode swaps in ours.
+    pub fn is_managed(&self) -> bool {
+        self.relay.api_key.is_some()
+    }
+}
+
+fn parse_api_keys(raw: &str) -> Result<BTreeMap<String, Secret>, ConfigError> {
+    let mut keys = BTreeMap::new();
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        // Never echo the pair: it holds a key.
+        let (tenant, key) = pair.split_once(':').ok_or_else(|| {
+            invalid(
+                "GATEWAY_API_KEYS",
+                "each entry must be tenant:key (an entry has no ':')",
+            )
+        })?;
+        let (tenant, key) = (tenant.trim(), key.trim());
+        if tenant.is_empty() || key.is_empty() {
+            return Err(invalid(
+                "GATEWAY_API_KEYS",
+                "tenant and key must both be non-empty",
+            ));
+        }
+        if keys
+            .insert(tenant.to_owned(), Secret(key.to_owned()))
+            .is_some()
+        {
+            return Err(invalid(
+                "GATEWAY_API_KEYS",
+                format!("tenant {tenant:?} appears twice"),
+            ));
+        }
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(c.server.port, 8080);
+        assert_eq!(c.server.bind.to_string(), "0.0.0.0");
+        assert_eq!(c.relay.url, "https://api.openai.com/v1");
+        assert_eq!(c.cache.ttl_secs, 86_400);
+        assert_eq!(c.cache.l1_max_bytes, 268_435_456);
+        assert_eq!(c.server.max_body_bytes, 4_194_304);
+        assert_eq!(c.sqlite.path, PathBuf::from("./data/edge-gateway.db"));
+        assert_eq!(c.edge_region, "local");
+        assert!(!c.is_managed());
+    }
+
+    #[test]
+    fn env_overrides_file_and_fly_region_is_the_fallback_region() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[server]\nport = 9000\nmax_body_bytes = 10\n").unwrap();
+        let c = Config::load(
+            Some(&path),
+            &env(&[("PORT", "9100"), ("FLY_REGION", "cdg")]),
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 9100);
+        assert_eq!(c.server.max_body_bytes, 10);
+        assert_eq!(c.edge_region, "cdg");
+        let c = Config::load(None, &env(&[("EDGE_REGION", "sin"), ("FLY_REGION", "cdg")])).unwrap();
+        assert_eq!(c.edge_region, "sin");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        for (pairs, key) in [
+            (vec![("PORT", "eighty")], "PORT"),
+            (vec![("PORT", "70000")], "PORT"),
+            (vec![("RELAY_URL", "ftp://x/v1")], "RELAY_URL"),
+            (vec![("RELAY_URL", "not a url")], "RELAY_URL"),
+            (vec![("CACHE_TTL_SECS", "-1")], "CACHE_TTL_SECS"),
+            (vec![("L1_MAX_BYTES", "0")], "L1_MAX_BYTES"),
+            (vec![("REDIS_URL", "http://x")], "REDIS_URL"),
+            (vec![("GATEWAY_API_KEYS", "nocolon")], "GATEWAY_API_KEYS"),
+            (vec![("RELAY_API_KEY", "sk-x")], "GATEWAY_API_KEYS"),
+            (vec![("EDGE_REGION", "a b")], "EDGE_REGION"),
+            (vec![("ADMIN_TOKEN", "short")], "ADMIN_TOKEN"),
+        ] {
+            let err = Config::load(None, &env(&pairs)).unwrap_err().to_string();
+            assert!(err.contains(key), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[cache]\nttl_sec = 5\n").unwrap();
+        let err = Config::load(Some(&path), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ttl_sec"), "{err}");
+    }
+
+    #[test]
+    fn api_keys_parse_and_never_print() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("RELAY_API_KEY", "sk-relay-secret"),
+                ("GATEWAY_API_KEYS", "acme:gw-acme-1, globex:gw-globex-2"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.is_managed());
+        assert_eq!(c.auth.gateway_api_keys["acme"].expose(), "gw-acme-1");
+        let printed = format!("{c:?}{}", toml::to_string(&c).unwrap());
+        for secret in ["sk-relay-secret", "gw-acme-1", "gw-globex-2"] {
+            assert!(!printed.contains(secret));
+        }
+        let err = Config::load(None, &env(&[("GATEWAY_API_KEYS", "acme:a,acme:b")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("twice") && !err.contains(":b"));
+    }
+}

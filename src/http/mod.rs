@@ -1,0 +1,43 @@
+//! The HTTP surface: one file per route family. `router` builds the whole tree so tests
+//! can drive it without a socket.
+
+mod body;
+mod cacheable;
+mod headers;
+mod health;
+mod observe;
+mod proxy;
+
+use axum::Router;
+use axum::routing::{any, get, post};
+
+use crate::app::AppState;
+
+pub use body::read_limited;
+pub use headers::*;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(cacheable::chat_completions).fallback(proxy::forward),
+        )
+        .route(
+            "/v1/completions",
+            post(cacheable::completions).fallback(proxy::forward),
+        )
+        .route(
+            "/v1/embeddings",
+            post(cacheable::embeddings).fallback(proxy::forward),
+        )
+        .route("/v1/{*rest}", any(proxy::forward))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
+        .fallback(health::not_found)
+        .with_state(state)
+}

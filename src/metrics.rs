@@ -1,0 +1,106 @@
+//! Prometheus metrics, one registry per app (so tests running several apps in one
+//! process never mix figures). Label values are low-cardinality by construction: route
+//! templates, status codes, tier and region names; never keys, tenants or prompts.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_latency: HistogramVec,
+    pub cache_requests: IntCounterVec,
+    pub relay_requests: IntCounterVec,
+    pub relay_latency: HistogramVec,
+    pub tier_state: IntGaugeVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("edge_gateway".into()), None)
+            .expect("static registry prefix is valid");
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by route and status"),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let http_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to response headers, by route",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid metric");
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "cache_requests_total",
+                "Cacheable requests by endpoint and outcome tier (l1, redis, sqlite, coalesced, miss, bypass)",
+            ),
+            &["endpoint", "tier"],
+        )
+        .expect("valid metric");
+        let relay_requests = IntCounterVec::new(
+            Opts::new(
+                "relay_requests_total",
+                "Relay calls by region and outcome (status code, or timeout/unreachable/bad_response)",
+            ),
+            &["region", "outcome"],
+        )
+        .expect("valid metric");
+        let relay_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "relay_response_seconds",
+                "Time until the relay's response headers arrived, by region",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["region"],
+        )
+        .expect("valid metric");
+        let tier_state = IntGaugeVec::new(
+            Opts::new("cache_tier_up", "1 when a cache tier is up, 0 when down"),
+            &["tier"],
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_latency.clone()),
+            Box::new(cache_requests.clone()),
+            Box::new(relay_requests.clone()),
+            Box::new(relay_latency.clone()),
+            Box::new(tier_state.clone()),
+        ] {
+            registry.register(metric).expect("metric names are unique");
+        }
+        Self {
+            registry,
+            http_requests,
+            http_latency,
+            cache_requests,
+            relay_requests,
+            relay_latency,
+            tier_state,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::with_capacity(8 * 1024);
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,296 @@
+#![allow(dead_code)] // shared by every test module; not each uses every helper
+
+//! Test harness: every test gets its own gateway (port 0), its own relay stub and its
+//! own temp dir. Nothing sleeps to wait: `eventually` polls with a deadline.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use edge_gateway::config::{Config, Secret};
+use edge_gateway::relay_stub::RelayStub;
+use edge_gateway::{App, AppState};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub stub: RelayStub,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        edge_gateway::telemetry::init("debug");
+    }
+}
+
+/// A config for tests: loopback, port 0, relay = `stub`, files in `dir`.
+pub fn test_config(stub: &RelayStub, dir: &TempDir) -> Config {
+    let mut config = Config::default();
+    config.server.bind = [127, 0, 0, 1].into();
+    config.server.port = 0;
+    config.server.shutdown_grace_secs = 5;
+    config.relay.url = stub.url();
+    config.relay.connect_timeout_ms = 1_000;
+    config.relay.first_byte_timeout_ms = 5_000;
+    config.relay.idle_timeout_ms = 5_000;
+    config.sqlite.path = dir.path().join("gateway.db");
+    config.edge_region = "test".into();
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    init_logs();
+    let stub = RelayStub::start().await.expect("stub starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(&stub, &dir);
+    tweak(&mut config);
+    spawn_with_config(stub, dir, config).await
+}
+
+pub async fn spawn_with_config(stub: RelayStub, dir: TempDir, config: Config) -> TestApp {
+    config.validate().expect("test config is valid");
+    let app = App::build(config).await.expect("app builds");
+    let addr = app.local_addr();
+    let state = app.state();
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        stub,
+        client: reqwest::Client::new(),
+        state,
+        dir,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+/// Managed mode with one tenant per `(tenant, key)`.
+pub fn managed(config: &mut Config, relay_key: &str, tenants: &[(&str, &str)]) {
+    config.relay.api_key = Some(Secret::new(relay_key));
+    for (tenant, key) in tenants {
+        config
+            .auth
+            .gateway_api_keys
+            .insert((*tenant).into(), Secret::new(*key));
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.post_raw(path, serde_json::to_vec(body).unwrap()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer sk-client-test")
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the gateway")
+    }
+
+    pub async fn chat(&self, body: &Value) -> reqwest::Response {
+        self.post_json("/v1/chat/completions", body).await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request reaches the gateway")
+    }
+
+    /// Stops the server the way SIGTERM does and waits until it has drained.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(DEADLINE, server).await;
+        }
+    }
+}
+
+pub fn chat_body(prompt: &str) -> Value {
+    json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]})
+}
+
+pub fn stream_body(prompt: &str) -> Value {
+    let mut body = chat_body(prompt);
+    body["stream"] = json!(true);
+    body
+}
+
+pub async fn json_of(response: reqwest::Response) -> Value {
+    let bytes = response.bytes().await.expect("body");
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+}
+
+/// Asserts an OpenAI-shaped error body and returns its `code`.
+pub async fn error_code(response: reqwest::Response) -> String {
+    let body = json_of(response).await;
+    let error = body.get("error").expect("an `error` object");
+    assert!(error["message"].is_string(), "{body}");
+    assert!(error["type"].is_string(), "{body}");
+    error["code"].as_str().expect("a string code").to_owned()
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `DEADLINE`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The real `edge-gateway` binary, started with `env` on a free port.
+pub struct GatewayProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub output: mpsc::Receiver<String>,
+    pub dir: TempDir,
+}
+
+impl GatewayProcess {
+    pub fn spawn(env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_edge-gateway"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PORT", "0")
+            .env("BIND", "127.0.0.1")
+            .env("SQLITE_PATH", dir.path().join("gw.db"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("binary starts");
+        let (tx, rx) = mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let start = Instant::now();
+        let addr = loop {
+            let remaining = DEADLINE.saturating_sub(start.elapsed());
+            let line = rx
+                .recv_timeout(remaining)
+                .expect("gateway prints its listening address");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                break addr.parse().expect("a socket address");
+            }
+        };
+        Self {
+            child,
+            addr,
+            output: rx,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, failing after `DEADLINE`.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "gateway did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Everything the process printed so far.
+    pub fn drain_output(&self) -> Vec<String> {
+        self.output.try_iter().collect()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary with `args` and `env` to completion: (exit code, stdout, stderr).
+pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_edge-gateway"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A loopback port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}

@@ -1,0 +1,12 @@
+//! One integration test binary: the real router on port 0 against the relay stub (and,
+//! from the cache tiers on, real redis-server processes and SQLite files).
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod errors;
+mod health;
+mod proxy;
+mod shutdown;
+mod streaming;

@@ -1,0 +1,58 @@
+use std::time::Duration;
+
+use edge_gateway::relay_stub::{Behavior, RelayStub};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn sigterm_finishes_the_in_flight_request_then_exits() {
+    let stub = RelayStub::start().await.unwrap();
+    stub.set(Behavior {
+        delay_ms: 500,
+        ..Default::default()
+    });
+    let mut gateway = GatewayProcess::spawn(&[("RELAY_URL", stub.url())]);
+    let client = reqwest::Client::new();
+    let in_flight = tokio::spawn({
+        let url = gateway.url("/v1/chat/completions");
+        let client = client.clone();
+        async move {
+            client
+                .post(url)
+                .body(serde_json::to_vec(&chat_body("slow question")).unwrap())
+                .send()
+                .await
+        }
+    });
+    // The request is at the relay (being delayed) before the signal is sent.
+    eventually("the relay to receive the request", || async {
+        (stub.calls("/v1/chat/completions") == 1).then_some(())
+    })
+    .await;
+    gateway.signal("TERM");
+    let response = tokio::time::timeout(DEADLINE, in_flight)
+        .await
+        .expect("in-flight request completes")
+        .unwrap()
+        .expect("no connection error");
+    assert_eq!(response.status(), 200);
+    let body = json_of(response).await;
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "Answer to: slow question"
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let status = gateway.wait_exit();
+        (status, gateway)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "exit status {:?}", status.0);
+    // Nothing listens any more.
+    let refused = client
+        .get(status.1.url("/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(refused.is_err());
+}
