@@ -15,8 +15,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
+use crate::cache::{Flights, L1Cache, TieredCache};
 use crate::config::Config;
+use crate::endpoint::Endpoint;
 use crate::error::ApiError;
+use crate::keying::KeyOptions;
 use crate::metrics::Metrics;
 use crate::relay::{RelayClient, RelayResponse};
 
@@ -40,6 +43,9 @@ pub struct Shared {
     pub auth: Authenticator,
     pub relay: RelayClient,
     pub metrics: Metrics,
+    pub cache: TieredCache,
+    pub flights: Arc<Flights>,
+    pub key_options: KeyOptions,
     /// `x-edge-region`, built once.
     pub region_header: HeaderValue,
 }
@@ -67,11 +73,18 @@ impl AppState {
         let relay = RelayClient::new(&config.relay)?;
         let region_header = HeaderValue::from_str(&config.edge_region)
             .map_err(|_| StartError::Setup("EDGE_REGION is not a valid header value".into()))?;
+        let cache = TieredCache::new(L1Cache::new(config.cache.l1_max_bytes));
+        let key_options = KeyOptions {
+            case_insensitive: config.normalize.case_insensitive,
+        };
         Ok(Self(Arc::new(Shared {
             config,
             auth,
             relay,
             metrics: Metrics::new(),
+            cache,
+            flights: Arc::new(Flights::default()),
+            key_options,
             region_header,
         })))
     }
@@ -100,6 +113,14 @@ impl AppState {
             .with_label_values(&[region.as_ref()])
             .observe(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// Counts one cacheable request by how it was answered.
+    pub fn count(&self, endpoint: Endpoint, tier: &str) {
+        self.metrics
+            .cache_requests
+            .with_label_values(&[endpoint.as_str(), tier])
+            .inc();
     }
 
     pub fn readiness(&self) -> Readiness {

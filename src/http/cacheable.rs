@@ -1,48 +1,351 @@
 //! The cacheable routes: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`.
-//! Authenticate, read and validate the body (a bad one never reaches the relay), then
-//! forward it.
+//!
+//! A request's life here, in order:
+//! 1. authenticate (namespace + which key the relay sees);
+//! 2. read the body under `MAX_BODY_BYTES` and validate it (a bad one never reaches the relay);
+//! 3. read the cache headers, compute the key;
+//! 4. unless `no-cache`/`no-store`: look up the tiers → hit, rendered as JSON or SSE;
+//! 5. on a miss, join the single-flight for the key: the leader calls the relay, the
+//!    followers wait and are served the leader's answer (`coalesced`);
+//! 6. the leader forwards the relay's answer as it arrives (streams chunk by chunk) and
+//!    stores it only when complete (a plain 200 that parses, a stream past `[DONE]`).
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 
 use crate::app::AppState;
+use crate::auth::Caller;
+use crate::cache::{
+    BufferedAnswer, CachedAnswer, FlightGuard, FlightOutcome, Join, StreamRecorder, wait,
+};
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
-use crate::http::proxy::streamed_response;
-use crate::http::read_limited;
-use crate::relay::request_headers_for_relay;
+use crate::http::cache_control::CacheControls;
+use crate::http::{X_CACHE, X_CACHE_KEY, X_CACHE_TIER, X_RELAY_REGION, read_limited};
+use crate::keying::{CacheKey, cache_key};
+use crate::relay::{
+    RelayBody, RelayResponse, request_headers_for_relay, response_headers_for_client,
+};
 use crate::request::CacheableRequest;
 
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    handle(&state, Endpoint::ChatCompletions, request).await
+    handle(state, Endpoint::ChatCompletions, request).await
 }
 
 pub async fn completions(State(state): State<AppState>, request: Request) -> Response {
-    handle(&state, Endpoint::Completions, request).await
+    handle(state, Endpoint::Completions, request).await
 }
 
 pub async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    handle(&state, Endpoint::Embeddings, request).await
+    handle(state, Endpoint::Embeddings, request).await
 }
 
-async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> Response {
+async fn handle(state: AppState, endpoint: Endpoint, request: Request) -> Response {
     handle_inner(state, endpoint, request)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Everything a miss needs to call the relay and store the answer.
+struct Miss {
+    state: AppState,
+    endpoint: Endpoint,
+    key: CacheKey,
+    namespace: Arc<str>,
+    ttl: Duration,
+    stream: bool,
+    relay_headers: HeaderMap,
+    raw: Bytes,
+}
+
+const HIT: HeaderValue = HeaderValue::from_static("hit");
+const MISS: HeaderValue = HeaderValue::from_static("miss");
+const BYPASS: HeaderValue = HeaderValue::from_static("bypass");
+
 async fn handle_inner(
-    state: &AppState,
+    state: AppState,
     endpoint: Endpoint,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let caller = state.auth.authenticate(&parts.headers)?;
+    let caller: Caller = state.auth.authenticate(&parts.headers)?;
     let raw = read_limited(&parts.headers, body, state.config.server.max_body_bytes).await?;
-    let _parsed = CacheableRequest::parse(endpoint, &raw)?;
-    let headers = request_headers_for_relay(&parts.headers, caller.relay_auth.as_ref(), true);
-    let relay = state
-        .send_to_relay(parts.method, endpoint.relay_suffix(), headers, raw)
-        .await?;
-    Ok(streamed_response(relay))
+    let request = CacheableRequest::parse(endpoint, &raw)?;
+    let controls = CacheControls::from_headers(&parts.headers, &state.config.cache)?;
+    let namespace = controls.namespace(
+        &caller.namespace,
+        state.config.cache.shared_namespace.as_deref(),
+    );
+    let key = cache_key(endpoint, &namespace, &request.body, state.key_options);
+
+    let miss = |state: AppState| Miss {
+        state,
+        endpoint,
+        key,
+        namespace: namespace.clone(),
+        ttl: controls.ttl,
+        stream: request.stream,
+        relay_headers: request_headers_for_relay(&parts.headers, caller.relay_auth.as_ref(), true),
+        raw: raw.clone(),
+    };
+
+    if controls.bypasses_lookup() {
+        state.count(endpoint, "bypass");
+        return miss(state.clone())
+            .call_relay(!controls.no_store, None, BYPASS)
+            .await;
+    }
+    if let Some((answer, tier)) = state.cache.get(&key).await {
+        state.count(endpoint, tier.as_str());
+        return Ok(hit(&answer, tier.as_str(), &request, key));
+    }
+    match state.flights.join(key) {
+        Join::Leader(guard) => {
+            // A flight for this key may have finished between the lookup and the join.
+            if let Some((answer, tier)) = state.cache.get(&key).await {
+                guard.complete(FlightOutcome::Answer(answer.clone()));
+                state.count(endpoint, tier.as_str());
+                return Ok(hit(&answer, tier.as_str(), &request, key));
+            }
+            state.count(endpoint, "miss");
+            miss(state.clone())
+                .call_relay(true, Some(guard), MISS)
+                .await
+        }
+        Join::Follower(slot) => match wait(slot).await {
+            Some(FlightOutcome::Answer(answer)) => {
+                state.count(endpoint, "coalesced");
+                Ok(hit(&answer, "coalesced", &request, key))
+            }
+            Some(FlightOutcome::Relayed(answer)) => {
+                state.count(endpoint, "coalesced");
+                Ok(buffered_response(&answer, key))
+            }
+            Some(FlightOutcome::Failed(error)) => Err(error),
+            // The leader gave up without an outcome: call the relay alone.
+            None => {
+                state.count(endpoint, "miss");
+                miss(state.clone()).call_relay(true, None, MISS).await
+            }
+        },
+    }
+}
+
+/// A cached answer in the shape this request asked for.
+fn hit(
+    answer: &CachedAnswer,
+    tier: &'static str,
+    request: &CacheableRequest,
+    key: CacheKey,
+) -> Response {
+    let (body, content_type) = if request.stream {
+        (answer.sse(request.include_usage), "text/event-stream")
+    } else {
+        (answer.body.clone(), "application/json")
+    };
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if request.stream {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    headers.insert(X_CACHE, HIT);
+    headers.insert(X_CACHE_TIER, HeaderValue::from_static(tier));
+    headers.insert(X_CACHE_KEY, key.header_value());
+    response
+}
+
+fn buffered_response(answer: &BufferedAnswer, key: CacheKey) -> Response {
+    let mut response = Response::new(Body::from(answer.body.clone()));
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = response_headers_for_client(&answer.headers);
+    mark_relayed(response.headers_mut(), MISS, key, &answer.region);
+    response
+}
+
+fn mark_relayed(headers: &mut HeaderMap, x_cache: HeaderValue, key: CacheKey, region: &str) {
+    headers.insert(X_CACHE, x_cache);
+    headers.insert(X_CACHE_KEY, key.header_value());
+    if let Ok(region) = HeaderValue::from_str(region) {
+        headers.insert(X_RELAY_REGION, region);
+    }
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+async fn collect(mut body: RelayBody) -> Result<Bytes, ApiError> {
+    let mut out = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out.freeze())
+}
+
+fn settle(guard: Option<FlightGuard>, outcome: FlightOutcome) {
+    if let Some(guard) = guard {
+        guard.complete(outcome);
+    }
+}
+
+impl Miss {
+    async fn call_relay(
+        self,
+        store: bool,
+        guard: Option<FlightGuard>,
+        x_cache: HeaderValue,
+    ) -> Result<Response, ApiError> {
+        let relay = match self
+            .state
+            .send_to_relay(
+                Method::POST,
+                self.endpoint.relay_suffix(),
+                self.relay_headers.clone(),
+                self.raw.clone(),
+            )
+            .await
+        {
+            Ok(relay) => relay,
+            Err(error) => {
+                settle(guard, FlightOutcome::Failed(error.clone()));
+                return Err(error);
+            }
+        };
+        if relay.status != StatusCode::OK {
+            // Errors are passed through as sent, never cached; followers get the same.
+            let body = match collect(relay.body).await {
+                Ok(body) => body,
+                Err(error) => {
+                    settle(guard, FlightOutcome::Failed(error.clone()));
+                    return Err(error);
+                }
+            };
+            let answer = Arc::new(BufferedAnswer {
+                status: relay.status,
+                headers: relay.headers,
+                body,
+                region: relay.region,
+            });
+            settle(guard, FlightOutcome::Relayed(answer.clone()));
+            let mut response = buffered_response(&answer, self.key);
+            response.headers_mut().insert(X_CACHE, x_cache);
+            return Ok(response);
+        }
+        if self.stream && is_event_stream(&relay.headers) {
+            return Ok(self.stream_through(relay, store, guard, x_cache));
+        }
+        let RelayResponse {
+            status,
+            headers,
+            body,
+            region,
+        } = relay;
+        let body = match collect(body).await {
+            Ok(body) => body,
+            Err(error) => {
+                settle(guard, FlightOutcome::Failed(error.clone()));
+                return Err(error);
+            }
+        };
+        let value = match CachedAnswer::validate(self.endpoint, &body) {
+            Ok(value) => value,
+            Err(why) => {
+                let error = ApiError::RelayBadResponse(why.0.into());
+                settle(guard, FlightOutcome::Failed(error.clone()));
+                return Err(error);
+            }
+        };
+        let answer = Arc::new(CachedAnswer::new(
+            self.endpoint,
+            self.namespace.clone(),
+            body.clone(),
+            &value,
+            self.ttl,
+        ));
+        if store {
+            self.state.cache.put(self.key, answer.clone()).await;
+        }
+        settle(guard, FlightOutcome::Answer(answer));
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = status;
+        *response.headers_mut() = response_headers_for_client(&headers);
+        mark_relayed(response.headers_mut(), x_cache, self.key, &region);
+        Ok(response)
+    }
+
+    /// Forwards a streamed answer chunk by chunk while recording it. The relay is read
+    /// by its own task, so a client that disconnects mid-stream does not waste the
+    /// tokens already paid for: the answer is still completed, stored and handed to
+    /// any followers.
+    fn stream_through(
+        self,
+        relay: RelayResponse,
+        store: bool,
+        guard: Option<FlightGuard>,
+        x_cache: HeaderValue,
+    ) -> Response {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, ApiError>>(32);
+        let mut response = Response::new(Body::from_stream(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+        )));
+        *response.status_mut() = relay.status;
+        *response.headers_mut() = response_headers_for_client(&relay.headers);
+        mark_relayed(response.headers_mut(), x_cache, self.key, &relay.region);
+        let mut body = relay.body;
+        tokio::spawn(async move {
+            let mut recorder = StreamRecorder::new(self.endpoint);
+            let mut client_gone = false;
+            let mut failure = None;
+            while let Some(chunk) = body.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        recorder.feed(&bytes);
+                        if !client_gone && tx.send(Ok(bytes)).await.is_err() {
+                            client_gone = true;
+                        }
+                    }
+                    Err(error) => {
+                        let _ = tx.send(Err(error.clone())).await;
+                        failure = Some(error);
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            let outcome = match (failure, recorder.finish()) {
+                (Some(error), _) => FlightOutcome::Failed(error),
+                (None, None) => FlightOutcome::Failed(ApiError::RelayBadResponse(
+                    "the relay's stream ended without [DONE]".into(),
+                )),
+                (None, Some(value)) => {
+                    let body = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+                    let answer = Arc::new(CachedAnswer::new(
+                        self.endpoint,
+                        self.namespace.clone(),
+                        body,
+                        &value,
+                        self.ttl,
+                    ));
+                    if store {
+                        self.state.cache.put(self.key, answer.clone()).await;
+                    }
+                    FlightOutcome::Answer(answer)
+                }
+            };
+            settle(guard, outcome);
+        });
+        response
+    }
 }

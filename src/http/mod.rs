@@ -2,6 +2,7 @@
 //! can drive it without a socket.
 
 mod body;
+mod cache_control;
 mod cacheable;
 mod headers;
 mod health;

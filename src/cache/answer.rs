@@ -1,0 +1,292 @@
+//! A cached answer: the relay's complete 200 answer as JSON (`chat.completion`,
+//! `text_completion` or an embeddings list), whichever way it first arrived. A plain
+//! request is served these bytes; a streamed request gets an SSE replay rendered from
+//! them once and kept. Usage figures ride along for analytics.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::endpoint::Endpoint;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    pub fn from_json(usage: Option<&Value>) -> Self {
+        let field = |name| {
+            usage
+                .and_then(|u| u.get(name))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        Self {
+            prompt_tokens: field("prompt_tokens"),
+            completion_tokens: field("completion_tokens"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct CachedAnswer {
+    pub endpoint: Endpoint,
+    /// Namespace the entry belongs to (purge by namespace matches on it).
+    pub namespace: Arc<str>,
+    pub model: Arc<str>,
+    /// The answer as JSON, exactly as served to plain requests.
+    pub body: Bytes,
+    pub usage: Usage,
+    /// Unix milliseconds after which the entry must not be served.
+    pub expires_at_ms: u64,
+    sse: OnceLock<Bytes>,
+    sse_with_usage: OnceLock<Bytes>,
+}
+
+/// Why a relay answer cannot be cached (it is still passed to the client as sent).
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotCacheable(pub &'static str);
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl CachedAnswer {
+    pub fn new(
+        endpoint: Endpoint,
+        namespace: Arc<str>,
+        body: Bytes,
+        value: &Value,
+        ttl: Duration,
+    ) -> Self {
+        let model = value
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        Self {
+            endpoint,
+            namespace,
+            model: Arc::from(model),
+            usage: Usage::from_json(value.get("usage")),
+            expires_at_ms: now_ms().saturating_add(ttl.as_millis() as u64),
+            body,
+            sse: OnceLock::new(),
+            sse_with_usage: OnceLock::new(),
+        }
+    }
+
+    /// Rebuilds an entry read from a shared tier (its expiry travels with it).
+    pub fn restore(
+        endpoint: Endpoint,
+        namespace: Arc<str>,
+        model: Arc<str>,
+        body: Bytes,
+        usage: Usage,
+        expires_at_ms: u64,
+    ) -> Self {
+        Self {
+            endpoint,
+            namespace,
+            model,
+            body,
+            usage,
+            expires_at_ms,
+            sse: OnceLock::new(),
+            sse_with_usage: OnceLock::new(),
+        }
+    }
+
+    /// Checks that a plain 200 body is a complete answer for `endpoint`.
+    pub fn validate(endpoint: Endpoint, body: &[u8]) -> Result<Value, NotCacheable> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|_| NotCacheable("body is not JSON"))?;
+        let list = match endpoint {
+            Endpoint::ChatCompletions | Endpoint::Completions => "choices",
+            Endpoint::Embeddings => "data",
+        };
+        if value.get("error").is_some_and(|e| !e.is_null()) {
+            return Err(NotCacheable("body carries an error"));
+        }
+        if !value.get(list).is_some_and(Value::is_array) {
+            return Err(NotCacheable("body has no result list"));
+        }
+        Ok(value)
+    }
+
+    pub fn remaining_ttl(&self) -> Duration {
+        Duration::from_millis(self.expires_at_ms.saturating_sub(now_ms()))
+    }
+
+    pub fn is_expired(&self) -> bool {
+        now_ms() >= self.expires_at_ms
+    }
+
+    /// Bytes this entry costs in memory, for the L1 byte budget. Counts the body, one
+    /// SSE rendering (about the body's size again) and fixed overhead.
+    pub fn weight(&self) -> u32 {
+        let bytes = self.body.len() * 2 + self.model.len() + self.namespace.len() + 256;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+
+    /// The answer replayed as an SSE stream (rendered on first use, then shared).
+    pub fn sse(&self, include_usage: bool) -> Bytes {
+        let cell = if include_usage {
+            &self.sse_with_usage
+        } else {
+            &self.sse
+        };
+        cell.get_or_init(|| render_sse(self.endpoint, &self.body, include_usage))
+            .clone()
+    }
+}
+
+fn render_sse(endpoint: Endpoint, body: &[u8], include_usage: bool) -> Bytes {
+    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
+        return Bytes::from_static(b"data: [DONE]\n\n");
+    };
+    let events = match endpoint {
+        Endpoint::ChatCompletions => chat_events(&answer, include_usage),
+        Endpoint::Completions => completion_events(&answer, include_usage),
+        Endpoint::Embeddings => Vec::new(),
+    };
+    let mut out = Vec::with_capacity(body.len() * 2);
+    for event in events {
+        out.extend_from_slice(b"data: ");
+        // Writing a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &event);
+        out.extend_from_slice(b"\n\n");
+    }
+    out.extend_from_slice(b"data: [DONE]\n\n");
+    Bytes::from(out)
+}
+
+/// The fields every chunk repeats: id, created, model and friends.
+fn chunk_head(answer: &Map<String, Value>, object: &str) -> Map<String, Value> {
+    let mut head = Map::new();
+    for key in [
+        "id",
+        "created",
+        "model",
+        "system_fingerprint",
+        "service_tier",
+    ] {
+        if let Some(v) = answer.get(key) {
+            head.insert(key.into(), v.clone());
+        }
+    }
+    head.insert("object".into(), json!(object));
+    head
+}
+
+fn chunk(head: &Map<String, Value>, choices: Value, include_usage: bool) -> Value {
+    let mut c = head.clone();
+    c.insert("choices".into(), choices);
+    if include_usage {
+        c.insert("usage".into(), Value::Null);
+    }
+    Value::Object(c)
+}
+
+fn usage_chunk(head: &Map<String, Value>, answer: &Map<String, Value>) -> Option<Value> {
+    let usage = answer.get("usage").filter(|u| !u.is_null())?;
+    let mut c = head.clone();
+    c.insert("choices".into(), json!([]));
+    c.insert("usage".into(), usage.clone());
+    Some(Value::Object(c))
+}
+
+fn chat_events(answer: &Map<String, Value>, include_usage: bool) -> Vec<Value> {
+    let head = chunk_head(answer, "chat.completion.chunk");
+    let mut events = Vec::new();
+    let empty = Vec::new();
+    let choices = answer
+        .get("choices")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    for choice in choices {
+        let index = choice.get("index").cloned().unwrap_or(json!(0));
+        let message = choice.get("message").cloned().unwrap_or(json!({}));
+        let delta = |d: Value| json!([{"index": index, "delta": d, "logprobs": null, "finish_reason": null}]);
+        let role = message.get("role").cloned().unwrap_or(json!("assistant"));
+        events.push(chunk(
+            &head,
+            delta(json!({"role": role, "content": ""})),
+            include_usage,
+        ));
+        for field in ["reasoning_content", "content", "refusal"] {
+            if let Some(text) = message
+                .get(field)
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+            {
+                events.push(chunk(&head, delta(json!({field: text})), include_usage));
+            }
+        }
+        if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
+            let calls: Vec<Value> = calls
+                .iter()
+                .enumerate()
+                .map(|(i, call)| {
+                    let mut call = call.clone();
+                    if let Value::Object(fields) = &mut call {
+                        fields.insert("index".into(), json!(i));
+                    }
+                    call
+                })
+                .collect();
+            if !calls.is_empty() {
+                events.push(chunk(
+                    &head,
+                    delta(json!({"tool_calls": calls})),
+                    include_usage,
+                ));
+            }
+        }
+        let finish = choice.get("finish_reason").cloned().unwrap_or(Value::Null);
+        let logprobs = choice.get("logprobs").cloned().unwrap_or(Value::Null);
+        events.push(chunk(
+            &head,
+            json!([{"index": index, "delta": {}, "logprobs": logprobs, "finish_reason": finish}]),
+            include_usage,
+        ));
+    }
+    if include_usage {
+        events.extend(usage_chunk(&head, answer));
+    }
+    events
+}
+
+fn completion_events(answer: &Map<String, Value>, include_usage: bool) -> Vec<Value> {
+    let head = chunk_head(answer, "text_completion");
+    let mut events = Vec::new();
+    let empty = Vec::new();
+    for choice in answer
+        .get("choices")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty)
+    {
+        let index = choice.get("index").cloned().unwrap_or(json!(0));
+        let text = choice.get("text").cloned().unwrap_or(json!(""));
+        events.push(chunk(
+            &head,
+            json!([{"index": index, "text": text, "logprobs": null, "finish_reason": null}]),
+            include_usage,
+        ));
+        let finish = choice.get("finish_reason").cloned().unwrap_or(Value::Null);
+        events.push(chunk(
+            &head,
+            json!([{"index": index, "text": "", "logprobs": null, "finish_reason": finish}]),
+            include_usage,
+        ));
+    }
+    if include_usage {
+        events.extend(usage_chunk(&head, answer));
+    }
+    events
+}

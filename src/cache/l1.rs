@@ -1,0 +1,88 @@
+//! L1: the in-process moka cache, bounded in bytes (each entry weighs what it holds) with
+//! a per-entry lifetime taken from the entry itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::future::Cache;
+
+use super::answer::CachedAnswer;
+use crate::keying::CacheKey;
+
+struct EntryLifetime;
+
+impl Expiry<CacheKey, Arc<CachedAnswer>> for EntryLifetime {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Arc<CachedAnswer>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.remaining_ttl())
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &CacheKey,
+        value: &Arc<CachedAnswer>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.remaining_ttl())
+    }
+}
+
+#[derive(Clone)]
+pub struct L1Cache {
+    cache: Cache<CacheKey, Arc<CachedAnswer>>,
+}
+
+impl L1Cache {
+    pub fn new(max_bytes: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_key, value: &Arc<CachedAnswer>| value.weight())
+            .expire_after(EntryLifetime)
+            .support_invalidation_closures()
+            .build();
+        Self { cache }
+    }
+
+    pub async fn get(&self, key: &CacheKey) -> Option<Arc<CachedAnswer>> {
+        // moka expires lazily on its own clock; the entry's wall-clock expiry is final.
+        self.cache.get(key).await.filter(|a| !a.is_expired())
+    }
+
+    pub async fn insert(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
+        if !answer.is_expired() {
+            self.cache.insert(key, answer).await;
+        }
+    }
+
+    /// Drops every entry, or those of `namespace` (and its partitions).
+    pub fn purge(&self, namespace: Option<&str>) {
+        match namespace {
+            None => self.cache.invalidate_all(),
+            Some(ns) => {
+                let ns: Arc<str> = Arc::from(ns);
+                // Only fails when closures are unsupported, which the builder enables.
+                let _ = self
+                    .cache
+                    .invalidate_entries_if(move |_, a| super::in_namespace(&a.namespace, &ns));
+            }
+        }
+    }
+
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+}

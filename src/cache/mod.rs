@@ -1,0 +1,23 @@
+//! The response cache. Handlers talk to [`TieredCache`] only: it owns the lookup order,
+//! promotion into L1 and writes, and reports which tier answered. Entries are
+//! [`CachedAnswer`]s, servable as JSON or as a replayed SSE stream.
+
+mod answer;
+mod flight;
+mod l1;
+mod recorder;
+mod tiered;
+
+pub use answer::{CachedAnswer, NotCacheable, Usage, now_ms};
+pub use flight::{BufferedAnswer, FlightGuard, FlightOutcome, Flights, Join, wait};
+pub use l1::L1Cache;
+pub use recorder::StreamRecorder;
+pub use tiered::{Tier, TieredCache};
+
+/// Whether an entry of `entry_ns` belongs to `ns` (itself or one of its partitions).
+pub fn in_namespace(entry_ns: &str, ns: &str) -> bool {
+    entry_ns == ns
+        || entry_ns
+            .strip_prefix(ns)
+            .is_some_and(|rest| rest.starts_with('/'))
+}

@@ -1,0 +1,11 @@
+//! Cache keys: SHA-256 over a canonical encoding of the route, the namespace and the
+//! normalized request body (SPEC.md, "Cache key"). Pure functions, no I/O, so the rules
+//! are unit- and property-tested in isolation.
+
+mod canonical;
+mod key;
+mod text;
+
+pub use canonical::canonical_bytes;
+pub use key::{CacheKey, KeyOptions, cache_key};
+pub use text::normalize_text;
