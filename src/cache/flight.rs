@@ -32,10 +32,11 @@ pub enum FlightOutcome {
 }
 
 type Slot = watch::Receiver<Option<FlightOutcome>>;
+type Publisher = Arc<watch::Sender<Option<FlightOutcome>>>;
 
 #[derive(Default)]
 pub struct Flights {
-    in_flight: Mutex<HashMap<CacheKey, Slot>>,
+    in_flight: Mutex<HashMap<CacheKey, Publisher>>,
 }
 
 pub enum Join {
@@ -47,11 +48,11 @@ pub enum Join {
 pub struct FlightGuard {
     flights: Arc<Flights>,
     key: CacheKey,
-    sender: watch::Sender<Option<FlightOutcome>>,
+    sender: Publisher,
 }
 
 impl Flights {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Slot>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Publisher>> {
         self.in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -59,16 +60,21 @@ impl Flights {
 
     pub fn join(self: &Arc<Self>, key: CacheKey) -> Join {
         let mut map = self.lock();
-        if let Some(slot) = map.get(&key) {
-            return Join::Follower(slot.clone());
+        if let Some(sender) = map.get(&key) {
+            return Join::Follower(sender.subscribe());
         }
-        let (sender, receiver) = watch::channel(None);
-        map.insert(key, receiver);
+        let sender = Arc::new(watch::Sender::new(None));
+        map.insert(key, sender.clone());
         Join::Leader(FlightGuard {
             flights: self.clone(),
             key,
             sender,
         })
+    }
+
+    /// Followers currently waiting on the flight for `key`.
+    pub fn waiting(&self, key: &CacheKey) -> usize {
+        self.lock().get(key).map_or(0, |s| s.receiver_count())
     }
 
     pub fn len(&self) -> usize {
@@ -90,6 +96,8 @@ impl FlightGuard {
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
+        // Leaving the map drops its copy of the sender; ours goes with the guard, after
+        // which followers without an outcome see the channel closed.
         self.flights.lock().remove(&self.key);
     }
 }
@@ -116,6 +124,7 @@ mod tests {
         let Join::Follower(follower) = flights.join(key) else {
             panic!("second follows")
         };
+        assert_eq!(flights.waiting(&key), 1);
         leader.complete(FlightOutcome::Failed(ApiError::NoHealthyRelay));
         assert!(matches!(
             wait(follower).await,

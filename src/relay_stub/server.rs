@@ -42,6 +42,8 @@ pub struct Behavior {
     pub gate: bool,
     /// Answer 200 with a body that is not JSON.
     pub garbage: bool,
+    /// Before answering, wait until [`RelayStub::release`] is called.
+    pub hold: bool,
 }
 
 #[derive(Default)]
@@ -198,6 +200,9 @@ async fn intake(state: &StubState, request: Request) -> Result<(Behavior, Value)
     }
     if behavior.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(behavior.delay_ms)).await;
+    }
+    if behavior.hold {
+        state.gate.notified().await;
     }
     if let Some(status) = behavior.status {
         let sent = state.failures_sent.fetch_add(1, Ordering::SeqCst);
