@@ -1,0 +1,267 @@
+//! Side-by-side latency and throughput of the gateway against its own baselines, all in
+//! one run: `cargo bench --bench gateway` (add `-- --quick` for a short run).
+//!
+//! The release `edge-gateway` binary runs as its own process pinned to core 1 (when
+//! `taskset` exists); the relay stub and the load generator run in this process on
+//! core 0. Scenarios are interleaved in rounds so drift on a shared machine hits all of
+//! them alike; medians and p99 are over every sample of every round.
+//!
+//! Scenarios (closed loop, one connection, sequential):
+//! - `stub direct`        POST /v1/chat/completions straight to the stub
+//! - `gateway miss`       the same through the gateway, a new prompt each time
+//! - `stub models`        GET /v1/models straight to the stub
+//! - `gateway passthrough` GET /v1/models through the gateway (never cached)
+//! - `gateway L1 hit`     one prompt, answered from L1
+//!
+//! Throughput (64 connections, fixed duration): L1 hit vs pass-through vs stub direct.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use edge_gateway::relay_stub::RelayStub;
+
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn has_taskset() -> bool {
+    Command::new("taskset")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn start_gateway(relay_url: &str, pin: bool) -> (Gateway, String) {
+    let binary = env!("CARGO_BIN_EXE_edge-gateway");
+    let dir = std::env::temp_dir().join(format!("edge-gateway-bench-{}", std::process::id()));
+    let mut command = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1", binary]);
+        c
+    } else {
+        Command::new(binary)
+    };
+    command
+        .arg("serve")
+        .env("PORT", "0")
+        .env("BIND", "127.0.0.1")
+        .env("RELAY_URL", relay_url)
+        .env("RUST_LOG", "warn,edge_gateway=info")
+        .env("SQLITE_PATH", dir.join("bench.db"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().expect("gateway starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("gateway prints its address")
+            .expect("utf-8");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+    };
+    // Keep draining stdout so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (Gateway(child), format!("http://{addr}"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+async fn one(client: &reqwest::Client, method: &str, url: &str, body: Option<String>) -> Duration {
+    let start = Instant::now();
+    let request = match body {
+        Some(body) => client
+            .request(method.parse().expect("method"), url)
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer sk-bench")
+            .body(body),
+        None => client
+            .request(method.parse().expect("method"), url)
+            .header("authorization", "Bearer sk-bench"),
+    };
+    let response = request.send().await.expect("request");
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    response.bytes().await.expect("body");
+    start.elapsed()
+}
+
+fn chat(prompt: &str) -> String {
+    format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"system","content":"You are the FAQ bot of a small shop."}},{{"role":"user","content":"{prompt}"}}]}}"#
+    )
+}
+
+async fn throughput(
+    client: &reqwest::Client,
+    method: &'static str,
+    url: String,
+    body: Option<String>,
+    connections: usize,
+    duration: Duration,
+) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, url, body, done, stop) = (
+            client.clone(),
+            url.clone(),
+            body.clone(),
+            done.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                one(&client, method, &url, body.clone()).await;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    for t in tasks {
+        let _ = t.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let pin = has_taskset();
+    if pin {
+        // This process (stub + load generator) on core 0, the gateway on core 1.
+        let _ = Command::new("taskset")
+            .args(["-cp", "0", &std::process::id().to_string()])
+            .output();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let stub = RelayStub::start().await.expect("stub");
+        let (_gateway, base) = start_gateway(&stub.url(), pin);
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .expect("client");
+        let stub_base = format!("http://{}", stub.addr());
+        let (rounds, per_round) = if quick { (3, 200) } else { (5, 1000) };
+
+        // Warm up connections and the L1 entry.
+        for _ in 0..200 {
+            one(&client, "POST", &format!("{base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await;
+            one(&client, "POST", &format!("{stub_base}/v1/chat/completions"), Some(chat("warm"))).await;
+            one(&client, "GET", &format!("{base}/v1/models"), None).await;
+            one(&client, "GET", &format!("{stub_base}/v1/models"), None).await;
+        }
+
+        let names = [
+            "stub direct (POST chat)",
+            "gateway miss (POST chat)",
+            "stub direct (GET models)",
+            "gateway passthrough (GET models)",
+            "gateway L1 hit (POST chat)",
+        ];
+        let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+        let mut n = 0u64;
+        for _ in 0..rounds {
+            for (i, samples) in samples.iter_mut().enumerate() {
+                for _ in 0..per_round {
+                    n += 1;
+                    let d = match i {
+                        0 => one(&client, "POST", &format!("{stub_base}/v1/chat/completions"), Some(chat(&format!("Question number {n}?")))).await,
+                        1 => one(&client, "POST", &format!("{base}/v1/chat/completions"), Some(chat(&format!("Question number {n}?")))).await,
+                        2 => one(&client, "GET", &format!("{stub_base}/v1/models"), None).await,
+                        3 => one(&client, "GET", &format!("{base}/v1/models"), None).await,
+                        _ => one(&client, "POST", &format!("{base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await,
+                    };
+                    samples.push(d);
+                }
+            }
+        }
+        for s in &mut samples {
+            s.sort();
+        }
+        println!("\nedge-gateway bench ({} rounds x {} requests per scenario, interleaved; gateway pinned: {pin})", rounds, per_round);
+        println!("{:<36} {:>10} {:>10} {:>10}", "scenario (1 connection)", "p50 us", "p99 us", "max us");
+        for (name, s) in names.iter().zip(&samples) {
+            println!(
+                "{:<36} {:>10.1} {:>10.1} {:>10.1}",
+                name,
+                us(percentile(s, 0.5)),
+                us(percentile(s, 0.99)),
+                us(*s.last().unwrap_or(&Duration::ZERO))
+            );
+        }
+        let added = |a: usize, b: usize, p: f64| us(percentile(&samples[a], p)) - us(percentile(&samples[b], p));
+        println!(
+            "added by the gateway on a miss: p50 {:+.1} us, p99 {:+.1} us",
+            added(1, 0, 0.5),
+            added(1, 0, 0.99)
+        );
+        println!(
+            "added by the gateway on pass-through: p50 {:+.1} us, p99 {:+.1} us",
+            added(3, 2, 0.5),
+            added(3, 2, 0.99)
+        );
+        println!(
+            "p50 ratio stub direct / L1 hit: {:.2}",
+            us(percentile(&samples[0], 0.5)) / us(percentile(&samples[4], 0.5))
+        );
+
+        let duration = Duration::from_secs(if quick { 2 } else { 4 });
+        let connections = 64;
+        let mut rows: Vec<(&str, Vec<f64>)> = vec![
+            ("gateway L1 hit", Vec::new()),
+            ("gateway passthrough (models)", Vec::new()),
+            ("stub direct (models)", Vec::new()),
+        ];
+        for _ in 0..if quick { 1 } else { 3 } {
+            rows[0].1.push(throughput(&client, "POST", format!("{base}/v1/chat/completions"), Some(chat("What are your opening hours?")), connections, duration).await);
+            rows[1].1.push(throughput(&client, "GET", format!("{base}/v1/models"), None, connections, duration).await);
+            rows[2].1.push(throughput(&client, "GET", format!("{stub_base}/v1/models"), None, connections, duration).await);
+        }
+        println!("\n{:<36} {:>12}   (64 connections, load generator on core 0: it is the bottleneck)", "throughput", "median req/s");
+        let mut medians = Vec::new();
+        for (name, mut values) in rows {
+            values.sort_by(f64::total_cmp);
+            let median = values[values.len() / 2];
+            medians.push(median);
+            println!("{name:<36} {median:>12.0}");
+        }
+        println!("L1 hit / passthrough throughput: {:.2}", medians[0] / medians[1]);
+    });
+}
