@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
-use crate::cache::{Flights, L1Cache, TieredCache};
+use crate::cache::{Flights, L1Cache, RedisTier, SqliteTier, TieredCache};
 use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
@@ -33,6 +33,8 @@ pub enum StartError {
     },
     #[error("cannot build the relay client: {0}")]
     Relay(#[from] reqwest::Error),
+    #[error("cannot open the SQLite database: {0}")]
+    Database(#[from] crate::db::DbError),
     #[error("{0}")]
     Setup(String),
 }
@@ -73,7 +75,17 @@ impl AppState {
         let relay = RelayClient::new(&config.relay)?;
         let region_header = HeaderValue::from_str(&config.edge_region)
             .map_err(|_| StartError::Setup("EDGE_REGION is not a valid header value".into()))?;
-        let cache = TieredCache::new(L1Cache::new(config.cache.l1_max_bytes));
+        let sqlite = SqliteTier::open(
+            &config.sqlite.path,
+            config.sqlite.max_cache_bytes,
+            Duration::from_secs(config.sqlite.cleanup_interval_secs),
+        )?;
+        let metrics = Metrics::new();
+        let cache = TieredCache::new(
+            L1Cache::new(config.cache.l1_max_bytes),
+            RedisTier::from_config(&config.redis, metrics.redis_calls.clone()),
+            sqlite,
+        );
         let key_options = KeyOptions {
             case_insensitive: config.normalize.case_insensitive,
         };
@@ -81,7 +93,7 @@ impl AppState {
             config,
             auth,
             relay,
-            metrics: Metrics::new(),
+            metrics,
             cache,
             flights: Arc::new(Flights::default()),
             key_options,
@@ -124,14 +136,28 @@ impl AppState {
     }
 
     pub fn readiness(&self) -> Readiness {
+        let mut tiers = serde_json::Map::new();
+        for (tier, state) in self.cache.states() {
+            tiers.insert(tier.into(), json!(state));
+        }
         Readiness {
             ready: true,
             body: json!({
                 "status": "ready",
                 "region": self.config.edge_region,
-                "tiers": {"l1": "up", "redis": "disabled", "sqlite": "disabled"},
+                "tiers": tiers,
                 "relay": {self.relay.region().as_ref(): "up"},
             }),
+        }
+    }
+
+    /// Refreshes gauges that reflect live state, just before `/metrics` renders.
+    pub fn refresh_gauges(&self) {
+        for (tier, state) in self.cache.states() {
+            self.metrics
+                .tier_state
+                .with_label_values(&[tier])
+                .set(i64::from(state == "up"));
         }
     }
 }
@@ -139,6 +165,8 @@ impl AppState {
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    /// Stops background tasks (Redis prober, ...) once serving has ended.
+    background: CancellationToken,
 }
 
 impl App {
@@ -148,7 +176,18 @@ impl App {
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
         let state = AppState::new(config)?;
-        Ok(Self { listener, state })
+        let background = CancellationToken::new();
+        if let Some(redis) = state.cache.redis() {
+            if !redis.try_recover().await {
+                tracing::warn!("redis is not reachable at start: serving from SQLite until it is");
+            }
+            redis.spawn_prober(background.clone());
+        }
+        Ok(Self {
+            listener,
+            state,
+            background,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -185,6 +224,9 @@ impl App {
             }
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping unfinished requests"),
         }
+        self.background.cancel();
+        // Cache entries queued for SQLite land before the process exits.
+        self.state.cache.sqlite().flush().await;
         tracing::info!("stopped");
     }
 }

@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default) and `check-config`. `main` only wires these
-//! to the library.
+//! The command line: `serve` (the default), `check-config`, `migrate`, `cache purge`.
+//! `main` only wires these to the library.
 
 use std::path::PathBuf;
 
@@ -25,4 +25,22 @@ pub enum Command {
     Serve,
     /// Load and validate the configuration, print it with secrets masked, and exit.
     CheckConfig,
+    /// Apply the SQL files of `migrations/` to the SQLite database and exit.
+    Migrate,
+    /// Manage the cache tiers.
+    Cache {
+        #[command(subcommand)]
+        action: CacheCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Empty Redis and the local SQLite cache (all entries, or one namespace). Running
+    /// instances keep their in-process L1 until `POST /admin/cache/purge` or TTL expiry.
+    Purge {
+        /// Only this namespace (a tenant, or `tenant/partition`) and its partitions.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
 }

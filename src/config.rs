@@ -130,13 +130,26 @@ pub struct NormalizeConfig {
 pub struct RedisConfig {
     pub url: Option<Secret>,
     pub cluster_urls: Vec<Secret>,
+    /// Per-call timeout: the most a request ever waits on Redis.
     pub timeout_ms: u64,
+    /// Consecutive failed calls that mark Redis down (lookups and writes go to SQLite).
+    pub failure_threshold: u32,
+    /// How often a down Redis is probed to bring it back.
+    pub probe_interval_ms: u64,
+    /// Connection attempts (by the prober, never by a request) give up after this.
+    pub connect_timeout_ms: u64,
+    /// Keys are `{prefix}:v1:{namespace}:{key}`; lets instances of several apps share one Redis.
+    pub key_prefix: String,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SqliteConfig {
     pub path: PathBuf,
+    /// Cache entries beyond this many body bytes are evicted, oldest first.
+    pub max_cache_bytes: u64,
+    /// How often expired entries are deleted and the size bound enforced.
+    pub cleanup_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -196,6 +209,10 @@ impl Default for RedisConfig {
             url: None,
             cluster_urls: Vec::new(),
             timeout_ms: 50,
+            failure_threshold: 3,
+            probe_interval_ms: 1_000,
+            connect_timeout_ms: 1_000,
+            key_prefix: "eg".into(),
         }
     }
 }
@@ -204,6 +221,8 @@ impl Default for SqliteConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("./data/edge-gateway.db"),
+            max_cache_bytes: 1024 * 1024 * 1024,
+            cleanup_interval_secs: 60,
         }
     }
 }
@@ -380,6 +399,17 @@ impl Config {
             ),
             ("RELAY_IDLE_TIMEOUT_MS", self.relay.idle_timeout_ms),
             ("REDIS_TIMEOUT_MS", self.redis.timeout_ms),
+            ("redis.probe_interval_ms", self.redis.probe_interval_ms),
+            ("redis.connect_timeout_ms", self.redis.connect_timeout_ms),
+            (
+                "redis.failure_threshold",
+                u64::from(self.redis.failure_threshold),
+            ),
+            ("sqlite.max_cache_bytes", self.sqlite.max_cache_bytes),
+            (
+                "sqlite.cleanup_interval_secs",
+                self.sqlite.cleanup_interval_secs,
+            ),
             ("L1_MAX_BYTES", self.cache.l1_max_bytes),
             ("MAX_BODY_BYTES", self.server.max_body_bytes as u64),
         ] {
@@ -417,6 +447,17 @@ impl Config {
                 "REDIS_CLUSTER_URLS",
                 "set either REDIS_URL or REDIS_CLUSTER_URLS, not both",
             ));
+        }
+        if self.redis.key_prefix.is_empty()
+            || self.redis.key_prefix.contains([':', '*', '?', '[', ' '])
+        {
+            return Err(invalid(
+                "redis.key_prefix",
+                "must be non-empty, without ':', '*', '?', '[' or spaces",
+            ));
+        }
+        if self.sqlite.path.as_os_str().is_empty() {
+            return Err(invalid("SQLITE_PATH", "must not be empty"));
         }
         if self.edge_region.is_empty()
             || !self

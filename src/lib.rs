@@ -31,4 +31,5 @@ pub mod telemetry;
 pub use app::{App, AppState};
 pub use config::Config;
 pub mod cache;
+pub mod db;
 pub mod keying;

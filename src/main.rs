@@ -1,9 +1,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use edge_gateway::cli::{Cli, Command};
+use edge_gateway::cache::{RedisTier, purge_entries};
+use edge_gateway::cli::{CacheCommand, Cli, Command};
 use edge_gateway::config::{Config, ProcessEnv};
-use edge_gateway::{App, telemetry};
+use edge_gateway::metrics::Metrics;
+use edge_gateway::{App, db, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,6 +19,79 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config(&config),
         Command::Serve => serve(config),
+        Command::Migrate => migrate(&config),
+        Command::Cache {
+            action: CacheCommand::Purge { namespace },
+        } => purge(&config, namespace.as_deref()),
+    }
+}
+
+fn migrate(config: &Config) -> ExitCode {
+    let mut conn = match db::open(&config.sqlite.path) {
+        Ok(conn) => conn,
+        Err(e) => {
+            eprintln!("edge-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match db::migrate(&mut conn) {
+        Ok(applied) if applied.is_empty() => {
+            println!("{}: schema up to date", config.sqlite.path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            for name in applied {
+                println!("applied {name}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("edge-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn purge(config: &Config, namespace: Option<&str>) -> ExitCode {
+    let scope = namespace.unwrap_or("all namespaces");
+    let mut ok = true;
+    match db::open_migrated(&config.sqlite.path).map(|conn| purge_entries(&conn, namespace)) {
+        Ok(Ok(n)) => println!("sqlite: deleted {n} entries ({scope})"),
+        Ok(Err(e)) => {
+            eprintln!("sqlite: purge failed: {e}");
+            ok = false;
+        }
+        Err(e) => {
+            eprintln!("sqlite: {e}");
+            ok = false;
+        }
+    }
+    if let Some(redis) = RedisTier::from_config(&config.redis, Metrics::new().redis_calls) {
+        let result = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(redis.purge(namespace))
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(n) => println!("redis: deleted {n} keys ({scope})"),
+            Err(e) => {
+                eprintln!("redis: purge failed: {e}");
+                ok = false;
+            }
+        }
+    } else {
+        println!("redis: not configured");
+    }
+    println!(
+        "note: running instances keep their L1 entries until TTL; POST /admin/cache/purge on each clears it"
+    );
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

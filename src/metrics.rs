@@ -14,6 +14,7 @@ pub struct Metrics {
     pub relay_requests: IntCounterVec,
     pub relay_latency: HistogramVec,
     pub tier_state: IntGaugeVec,
+    pub redis_calls: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -69,6 +70,14 @@ impl Metrics {
             &["tier"],
         )
         .expect("valid metric");
+        let redis_calls = IntCounterVec::new(
+            Opts::new(
+                "redis_calls_total",
+                "Redis calls by operation (get, set) and outcome (ok, error, timeout, skipped_down)",
+            ),
+            &["op", "outcome"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
@@ -76,6 +85,7 @@ impl Metrics {
             Box::new(relay_requests.clone()),
             Box::new(relay_latency.clone()),
             Box::new(tier_state.clone()),
+            Box::new(redis_calls.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -87,6 +97,7 @@ impl Metrics {
             relay_requests,
             relay_latency,
             tier_state,
+            redis_calls,
         }
     }
 

@@ -3,16 +3,21 @@
 //! [`CachedAnswer`]s, servable as JSON or as a replayed SSE stream.
 
 mod answer;
+mod codec;
 mod flight;
 mod l1;
 mod recorder;
+mod redis;
+mod sqlite;
 mod tiered;
 
 pub use answer::{CachedAnswer, NotCacheable, Usage, now_ms};
 pub use flight::{BufferedAnswer, FlightGuard, FlightOutcome, Flights, Join, wait};
 pub use l1::L1Cache;
 pub use recorder::StreamRecorder;
-pub use tiered::{Tier, TieredCache};
+pub use redis::{RedisTier, RedisUnavailable};
+pub use sqlite::{SqliteTier, purge_entries};
+pub use tiered::{PurgeReport, Tier, TieredCache};
 
 /// Whether an entry of `entry_ns` belongs to `ns` (itself or one of its partitions).
 pub fn in_namespace(entry_ns: &str, ns: &str) -> bool {

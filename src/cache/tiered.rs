@@ -1,9 +1,16 @@
-//! Lookup order and write policy across the cache tiers.
+//! Lookup order and write policy across the cache tiers:
+//! L1 → Redis (while its breaker is closed) → SQLite (only while Redis is down or not
+//! configured). Hits from lower tiers are promoted into L1; every store goes to all
+//! tiers, the shared and durable ones off the request path.
 
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use super::answer::CachedAnswer;
 use super::l1::L1Cache;
+use super::redis::RedisTier;
+use super::sqlite::SqliteTier;
 use crate::keying::CacheKey;
 
 /// Which tier answered; the `x-cache-tier` header and the analytics `tier` column.
@@ -24,30 +31,98 @@ impl Tier {
     }
 }
 
+/// What a purge removed, tier by tier (`null` for a tier that is not configured).
+#[derive(Debug, Serialize)]
+pub struct PurgeReport {
+    pub l1: &'static str,
+    pub redis: Option<Result<u64, String>>,
+    pub sqlite: Result<usize, String>,
+}
+
+impl PurgeReport {
+    pub fn is_complete(&self) -> bool {
+        self.sqlite.is_ok() && self.redis.as_ref().is_none_or(Result::is_ok)
+    }
+}
+
 pub struct TieredCache {
     l1: L1Cache,
+    redis: Option<RedisTier>,
+    sqlite: SqliteTier,
 }
 
 impl TieredCache {
-    pub fn new(l1: L1Cache) -> Self {
-        Self { l1 }
+    pub fn new(l1: L1Cache, redis: Option<RedisTier>, sqlite: SqliteTier) -> Self {
+        Self { l1, redis, sqlite }
     }
 
     pub fn l1(&self) -> &L1Cache {
         &self.l1
     }
 
-    pub async fn get(&self, key: &CacheKey) -> Option<(Arc<CachedAnswer>, Tier)> {
-        self.l1.get(key).await.map(|a| (a, Tier::L1))
+    pub fn redis(&self) -> Option<&RedisTier> {
+        self.redis.as_ref()
+    }
+
+    pub fn sqlite(&self) -> &SqliteTier {
+        &self.sqlite
+    }
+
+    pub async fn get(&self, namespace: &str, key: &CacheKey) -> Option<(Arc<CachedAnswer>, Tier)> {
+        if let Some(answer) = self.l1.get(key).await {
+            return Some((answer, Tier::L1));
+        }
+        if let Some(redis) = &self.redis {
+            // While the breaker is open this returns at once (counted as skipped_down).
+            match redis.get(namespace, key).await {
+                Ok(Some(answer)) => {
+                    let answer = Arc::new(answer);
+                    self.l1.insert(*key, answer.clone()).await;
+                    // Keep the local fallback warm with what other regions stored.
+                    self.sqlite.put(*key, answer.clone());
+                    return Some((answer, Tier::Redis));
+                }
+                // Redis answered: it is the shared truth, SQLite is not consulted.
+                Ok(None) => return None,
+                Err(_) => {} // down, timed out or failed: this request falls back to SQLite
+            }
+        }
+        let answer = Arc::new(self.sqlite.get(*key).await?);
+        self.l1.insert(*key, answer.clone()).await;
+        Some((answer, Tier::Sqlite))
     }
 
     pub async fn put(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
-        self.l1.insert(key, answer).await;
+        self.l1.insert(key, answer.clone()).await;
+        if let Some(redis) = &self.redis {
+            redis.put(key, answer.clone());
+        }
+        self.sqlite.put(key, answer);
     }
 
     /// Empties every tier, or only `namespace` and its partitions.
-    pub async fn purge(&self, namespace: Option<&str>) {
+    pub async fn purge(&self, namespace: Option<&str>) -> PurgeReport {
         self.l1.purge(namespace);
         self.l1.run_pending_tasks().await;
+        let redis = match &self.redis {
+            None => None,
+            Some(r) => Some(r.purge(namespace).await.map_err(|e| e.to_string())),
+        };
+        let sqlite = self.sqlite.purge(namespace).await;
+        PurgeReport {
+            l1: "purged",
+            redis,
+            sqlite,
+        }
+    }
+
+    /// `up`, `down` or `disabled` per tier, for `/readyz`.
+    pub fn states(&self) -> [(&'static str, &'static str); 3] {
+        let redis = match &self.redis {
+            None => "disabled",
+            Some(r) if r.is_up() => "up",
+            Some(_) => "down",
+        };
+        [("l1", "up"), ("redis", redis), ("sqlite", "up")]
     }
 }

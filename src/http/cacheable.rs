@@ -102,14 +102,14 @@ async fn handle_inner(
             .call_relay(!controls.no_store, None, BYPASS)
             .await;
     }
-    if let Some((answer, tier)) = state.cache.get(&key).await {
+    if let Some((answer, tier)) = state.cache.get(&namespace, &key).await {
         state.count(endpoint, tier.as_str());
         return Ok(hit(&answer, tier.as_str(), &request, key));
     }
     match state.flights.join(key) {
         Join::Leader(guard) => {
             // A flight for this key may have finished between the lookup and the join.
-            if let Some((answer, tier)) = state.cache.get(&key).await {
+            if let Some((answer, tier)) = state.cache.get(&namespace, &key).await {
                 guard.complete(FlightOutcome::Answer(answer.clone()));
                 state.count(endpoint, tier.as_str());
                 return Ok(hit(&answer, tier.as_str(), &request, key));

@@ -1,6 +1,7 @@
 //! The HTTP surface: one file per route family. `router` builds the whole tree so tests
 //! can drive it without a socket.
 
+mod admin;
 mod body;
 mod cache_control;
 mod cacheable;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/admin/cache/purge", post(admin::purge))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,

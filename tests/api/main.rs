@@ -9,5 +9,7 @@ mod cli;
 mod errors;
 mod health;
 mod proxy;
+mod redis_server;
 mod shutdown;
 mod streaming;
+mod tiers;

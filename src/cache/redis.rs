@@ -1,0 +1,399 @@
+//! The Redis tier (L2), shared by every regional instance: standalone (`REDIS_URL`) or
+//! Redis Cluster (`REDIS_CLUSTER_URLS`; slots discovered, MOVED/ASK followed by the
+//! `redis` crate). Every command touches one key, so CROSSSLOT cannot happen.
+//!
+//! Health: each call is bounded by `redis.timeout_ms`. After `failure_threshold`
+//! consecutive failures the breaker opens: Redis is skipped entirely (requests go to
+//! SQLite and pay nothing), and a background prober reconnects and PINGs until Redis
+//! answers, then closes the breaker. One log line per transition.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisResult};
+use tokio_util::sync::CancellationToken;
+
+use super::answer::CachedAnswer;
+use super::codec;
+use crate::config::RedisConfig;
+use crate::keying::CacheKey;
+
+#[derive(Clone)]
+enum Connection {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
+        match self {
+            Self::Single(c) => cmd.query_async(c).await,
+            Self::Cluster(c) => cmd.query_async(c).await,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Target {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+struct Inner {
+    target: Target,
+    connection: RwLock<Option<Connection>>,
+    up: AtomicBool,
+    failures: AtomicU32,
+    threshold: u32,
+    timeout: Duration,
+    connect_timeout: Duration,
+    probe_interval: Duration,
+    prefix: String,
+    calls: prometheus::IntCounterVec,
+}
+
+/// Why a Redis call did not give an answer (the caller falls back; it never fails).
+#[derive(Debug, thiserror::Error)]
+pub enum RedisUnavailable {
+    #[error("redis is marked down")]
+    Down,
+    #[error("redis call timed out")]
+    Timeout,
+    #[error("redis error: {0}")]
+    Error(#[from] redis::RedisError),
+}
+
+#[derive(Clone)]
+pub struct RedisTier {
+    inner: Arc<Inner>,
+}
+
+impl RedisTier {
+    /// `None` when neither `REDIS_URL` nor `REDIS_CLUSTER_URLS` is set. `calls` counts
+    /// call outcomes (the `redis_calls_total` metric).
+    pub fn from_config(config: &RedisConfig, calls: prometheus::IntCounterVec) -> Option<Self> {
+        let target = match (&config.url, config.cluster_urls.is_empty()) {
+            (Some(url), _) => Target::Single(url.expose().to_owned()),
+            (None, false) => Target::Cluster(
+                config
+                    .cluster_urls
+                    .iter()
+                    .map(|u| u.expose().to_owned())
+                    .collect(),
+            ),
+            (None, true) => return None,
+        };
+        Some(Self {
+            inner: Arc::new(Inner {
+                target,
+                connection: RwLock::new(None),
+                up: AtomicBool::new(false),
+                failures: AtomicU32::new(0),
+                threshold: config.failure_threshold.max(1),
+                timeout: Duration::from_millis(config.timeout_ms),
+                connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+                probe_interval: Duration::from_millis(config.probe_interval_ms),
+                prefix: config.key_prefix.clone(),
+                calls,
+            }),
+        })
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.target, Target::Cluster(_))
+    }
+
+    /// Whether lookups and writes go to Redis right now (breaker closed).
+    pub fn is_up(&self) -> bool {
+        self.inner.up.load(Ordering::Acquire)
+    }
+
+    /// `{prefix}:v1:{namespace}:{key}`.
+    pub fn redis_key(&self, namespace: &str, key: &CacheKey) -> String {
+        format!("{}:v1:{}:{}", self.inner.prefix, namespace, key.to_hex())
+    }
+
+    async fn connect(&self) -> RedisResult<Connection> {
+        let inner = &self.inner;
+        match &inner.target {
+            Target::Single(url) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(inner.connect_timeout))
+                    .set_response_timeout(Some(inner.timeout));
+                let client = redis::Client::open(url.as_str())?;
+                Ok(Connection::Single(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                ))
+            }
+            Target::Cluster(seeds) => {
+                let client = redis::cluster::ClusterClient::builder(seeds.clone())
+                    .connection_timeout(inner.connect_timeout)
+                    .response_timeout(inner.timeout)
+                    .retries(2)
+                    .build()?;
+                Ok(Connection::Cluster(client.get_async_connection().await?))
+            }
+        }
+    }
+
+    /// Connects and PINGs; on success the breaker closes. Used at start and by the prober.
+    pub async fn try_recover(&self) -> bool {
+        let attempt = async {
+            let mut conn = self.connect().await?;
+            conn.query::<String>(&redis::cmd("PING")).await?;
+            RedisResult::Ok(conn)
+        };
+        let budget = self.inner.connect_timeout + self.inner.timeout;
+        match tokio::time::timeout(budget, attempt).await {
+            Ok(Ok(conn)) => {
+                *self
+                    .inner
+                    .connection
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn);
+                self.inner.failures.store(0, Ordering::Release);
+                if !self.inner.up.swap(true, Ordering::AcqRel) {
+                    tracing::info!(
+                        cluster = self.is_cluster(),
+                        "redis is up: L2 lookups resume"
+                    );
+                }
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "redis probe failed");
+                false
+            }
+            Err(_) => {
+                tracing::debug!("redis probe timed out");
+                false
+            }
+        }
+    }
+
+    /// Probes in the background while Redis is down, until `stop` is cancelled.
+    pub fn spawn_prober(&self, stop: CancellationToken) {
+        let tier = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(tier.inner.probe_interval) => {}
+                }
+                if !tier.is_up() {
+                    tier.try_recover().await;
+                }
+            }
+        });
+    }
+
+    fn record_failure(&self, error: &RedisUnavailable) {
+        let failures = self.inner.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if failures >= self.inner.threshold && self.inner.up.swap(false, Ordering::AcqRel) {
+            tracing::warn!(error = %error, failures, "redis is down: serving from SQLite until it recovers");
+        }
+    }
+
+    fn record_success(&self) {
+        self.inner.failures.store(0, Ordering::Release);
+    }
+
+    /// Runs one command under the timeout, feeding the breaker.
+    async fn call<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: Cmd,
+    ) -> Result<T, RedisUnavailable> {
+        let count = |outcome: &str| self.inner.calls.with_label_values(&[op, outcome]).inc();
+        if !self.is_up() {
+            count("skipped_down");
+            return Err(RedisUnavailable::Down);
+        }
+        let connection = self
+            .inner
+            .connection
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(mut connection) = connection else {
+            return Err(RedisUnavailable::Down);
+        };
+        let result = match tokio::time::timeout(self.inner.timeout, connection.query(&cmd)).await {
+            Ok(Ok(v)) => Ok(v),
+            // The connection's own response timeout may fire first.
+            Ok(Err(e)) if e.is_timeout() => Err(RedisUnavailable::Timeout),
+            Ok(Err(e)) => Err(RedisUnavailable::Error(e)),
+            Err(_) => Err(RedisUnavailable::Timeout),
+        };
+        match &result {
+            Ok(_) => {
+                count("ok");
+                self.record_success();
+            }
+            Err(e) => {
+                count(match e {
+                    RedisUnavailable::Timeout => "timeout",
+                    _ => "error",
+                });
+                self.record_failure(e);
+            }
+        }
+        result
+    }
+
+    pub async fn get(
+        &self,
+        namespace: &str,
+        key: &CacheKey,
+    ) -> Result<Option<CachedAnswer>, RedisUnavailable> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.redis_key(namespace, key));
+        let value: Option<Vec<u8>> = self.call("get", cmd).await?;
+        Ok(value
+            .and_then(|v| codec::decode(&v))
+            .filter(|a| !a.is_expired()))
+    }
+
+    /// Stores in the background; the request never waits for it.
+    pub fn put(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
+        if !self.is_up() {
+            return;
+        }
+        let ttl_ms = answer.remaining_ttl().as_millis() as u64;
+        if ttl_ms == 0 {
+            return;
+        }
+        let tier = self.clone();
+        tokio::spawn(async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(tier.redis_key(&answer.namespace, &key))
+                .arg(codec::encode(&answer))
+                .arg("PX")
+                .arg(ttl_ms);
+            let _: Result<(), _> = tier.call("set", cmd).await;
+        });
+    }
+
+    /// Deletes every entry (or a namespace's) on every master. Returns keys deleted.
+    pub async fn purge(&self, namespace: Option<&str>) -> RedisResult<u64> {
+        let patterns: Vec<String> = match namespace {
+            None => vec![format!("{}:v1:*", self.inner.prefix)],
+            Some(ns) => {
+                let ns = glob_escape(ns);
+                vec![
+                    format!("{}:v1:{ns}:*", self.inner.prefix),
+                    format!("{}:v1:{ns}/*", self.inner.prefix),
+                ]
+            }
+        };
+        let nodes = match &self.inner.target {
+            Target::Single(url) => vec![url.clone()],
+            Target::Cluster(seeds) => cluster_masters(seeds, self.inner.connect_timeout).await?,
+        };
+        let mut deleted = 0;
+        for node in nodes {
+            let client = redis::Client::open(node.as_str())?;
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.inner.connect_timeout))
+                .set_response_timeout(Some(Duration::from_secs(5)));
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            for pattern in &patterns {
+                let mut cursor: u64 = 0;
+                loop {
+                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn)
+                        .await?;
+                    if !keys.is_empty() {
+                        // One key per command: keys on a cluster node may span slots.
+                        let mut pipe = redis::pipe();
+                        for key in &keys {
+                            pipe.cmd("UNLINK").arg(key).ignore();
+                        }
+                        pipe.query_async::<()>(&mut conn).await?;
+                        deleted += keys.len() as u64;
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// URLs of the cluster's masters, built from the first seed that answers `CLUSTER NODES`
+/// (credentials and scheme are taken from that seed).
+async fn cluster_masters(seeds: &[String], timeout: Duration) -> RedisResult<Vec<String>> {
+    let mut last_error = None;
+    for seed in seeds {
+        let attempt = async {
+            let client = redis::Client::open(seed.as_str())?;
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout));
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            let nodes: String = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async(&mut conn)
+                .await?;
+            RedisResult::Ok(nodes)
+        };
+        match attempt.await {
+            Ok(nodes) => {
+                let Ok(seed_url) = reqwest::Url::parse(seed) else {
+                    continue;
+                };
+                let masters = nodes
+                    .lines()
+                    .filter_map(|line| {
+                        let fields: Vec<&str> = line.split_whitespace().collect();
+                        let flags = fields.get(2)?;
+                        if !flags.contains("master") || flags.contains("fail") {
+                            return None;
+                        }
+                        let addr = fields.get(1)?.split('@').next()?;
+                        let (host, port) = addr.rsplit_once(':')?;
+                        let mut url = seed_url.clone();
+                        if !host.is_empty() {
+                            url.set_host(Some(host)).ok()?;
+                        }
+                        url.set_port(port.parse().ok()).ok()?;
+                        Some(url.to_string())
+                    })
+                    .collect();
+                return Ok(masters);
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        redis::RedisError::from((redis::ErrorKind::Io, "no cluster seed answered"))
+    }))
+}

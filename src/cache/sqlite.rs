@@ -1,0 +1,387 @@
+//! The SQLite tier: the local durable copy of the cache. Every stored entry is queued to
+//! one writer thread that inserts in batched transactions, deletes expired rows and
+//! keeps the total size under `sqlite.max_cache_bytes` (oldest evicted). Reads run on the
+//! blocking pool with their own connection (WAL: readers never wait for the writer).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::answer::{CachedAnswer, Usage, now_ms};
+use crate::db::{self, DbError};
+use crate::endpoint::Endpoint;
+use crate::keying::CacheKey;
+
+const QUEUE: usize = 16_384;
+const BATCH: usize = 512;
+
+enum WriteOp {
+    Put(CacheKey, Arc<CachedAnswer>),
+    Purge(Option<String>, oneshot::Sender<Result<usize, String>>),
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct SqliteTier {
+    reader: Arc<Mutex<Connection>>,
+    writes: SyncSender<WriteOp>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl SqliteTier {
+    /// Opens (and migrates) the database and starts the writer thread.
+    pub fn open(path: &Path, max_bytes: u64, cleanup_every: Duration) -> Result<Self, DbError> {
+        let writer = db::open_migrated(path)?;
+        let reader = db::open(path)?;
+        let (writes, queue) = mpsc::sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("sqlite-cache-writer".into())
+            .spawn(move || write_loop(writer, queue, max_bytes, cleanup_every))
+            .map_err(|e| DbError::Directory {
+                path: "writer thread".into(),
+                source: e,
+            })?;
+        Ok(Self {
+            reader: Arc::new(Mutex::new(reader)),
+            writes,
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    pub async fn get(&self, key: CacheKey) -> Option<CachedAnswer> {
+        let reader = self.reader.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            read_entry(&conn, &key)
+        })
+        .await;
+        match result {
+            Ok(Ok(entry)) => entry,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "sqlite cache read failed; treating as a miss");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Queues the entry; never blocks. A full queue drops the write (counted).
+    pub fn put(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
+        match self.writes.try_send(WriteOp::Put(key, answer)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn dropped_writes(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Deletes every entry (or a namespace's); waits for queued writes to land first.
+    pub async fn purge(&self, namespace: Option<&str>) -> Result<usize, String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(WriteOp::Purge(namespace.map(str::to_owned), tx))
+            .await?;
+        rx.await.map_err(|_| "sqlite writer stopped".to_owned())?
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(WriteOp::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    async fn send(&self, op: WriteOp) -> Result<(), String> {
+        let writes = self.writes.clone();
+        tokio::task::spawn_blocking(move || writes.send(op))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|_| "sqlite writer stopped".to_owned())
+    }
+}
+
+fn read_entry(conn: &Connection, key: &CacheKey) -> rusqlite::Result<Option<CachedAnswer>> {
+    conn.prepare_cached(
+        "SELECT endpoint, namespace, model, body, prompt_tokens, completion_tokens, expires_at_ms
+         FROM cache_entries WHERE key = ?1 AND expires_at_ms > ?2",
+    )?
+    .query_row(params![key.to_hex(), now_ms() as i64], |row| {
+        let endpoint: String = row.get(0)?;
+        let namespace: String = row.get(1)?;
+        let model: String = row.get(2)?;
+        let body: Vec<u8> = row.get(3)?;
+        Ok(Endpoint::from_label(&endpoint).map(|endpoint| {
+            CachedAnswer::restore(
+                endpoint,
+                Arc::from(namespace),
+                Arc::from(model),
+                Bytes::from(body),
+                Usage {
+                    prompt_tokens: row.get::<_, i64>(4).unwrap_or(0) as u64,
+                    completion_tokens: row.get::<_, i64>(5).unwrap_or(0) as u64,
+                },
+                row.get::<_, i64>(6).unwrap_or(0) as u64,
+            )
+        }))
+    })
+    .optional()
+    .map(Option::flatten)
+}
+
+/// Deletes all entries, or those of `namespace` and its partitions. Used by the writer
+/// and by `edge-gateway cache purge`.
+pub fn purge_entries(conn: &Connection, namespace: Option<&str>) -> rusqlite::Result<usize> {
+    match namespace {
+        None => conn.execute("DELETE FROM cache_entries", []),
+        Some(ns) => conn.execute(
+            "DELETE FROM cache_entries
+             WHERE namespace = ?1 OR substr(namespace, 1, length(?1) + 1) = ?1 || '/'",
+            [ns],
+        ),
+    }
+}
+
+fn write_loop(
+    mut conn: Connection,
+    queue: mpsc::Receiver<WriteOp>,
+    max_bytes: u64,
+    cleanup_every: Duration,
+) {
+    let mut last_cleanup = Instant::now();
+    let mut failing = false;
+    loop {
+        match queue.recv_timeout(cleanup_every) {
+            Ok(first) => {
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match queue.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
+                let result = apply(&mut conn, batch);
+                match (&result, failing) {
+                    (Err(e), false) => {
+                        tracing::error!(error = %e, "sqlite cache writes failing (entries stay in L1/Redis only)");
+                        failing = true;
+                    }
+                    (Ok(()), true) => {
+                        tracing::info!("sqlite cache writes recovered");
+                        failing = false;
+                    }
+                    _ => {}
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if last_cleanup.elapsed() >= cleanup_every {
+            if let Err(e) = cleanup(&conn, max_bytes) {
+                tracing::warn!(error = %e, "sqlite cache cleanup failed");
+            }
+            last_cleanup = Instant::now();
+        }
+    }
+}
+
+fn apply(conn: &mut Connection, batch: Vec<WriteOp>) -> rusqlite::Result<()> {
+    let mut replies = Vec::new();
+    let tx = conn.transaction()?;
+    let mut outcome = Ok(());
+    for op in batch {
+        match op {
+            WriteOp::Put(key, a) => {
+                let r = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO cache_entries
+                         (key, namespace, endpoint, model, body, prompt_tokens, completion_tokens,
+                          created_at_ms, expires_at_ms, size)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            key.to_hex(),
+                            a.namespace.as_ref(),
+                            a.endpoint.as_str(),
+                            a.model.as_ref(),
+                            a.body.as_ref(),
+                            a.usage.prompt_tokens as i64,
+                            a.usage.completion_tokens as i64,
+                            now_ms() as i64,
+                            a.expires_at_ms as i64,
+                            a.body.len() as i64,
+                        ])
+                    });
+                if let Err(e) = r {
+                    outcome = Err(e);
+                }
+            }
+            WriteOp::Purge(ns, reply) => {
+                let r = purge_entries(&tx, ns.as_deref()).map_err(|e| e.to_string());
+                replies.push(Reply::Purge(reply, r));
+            }
+            WriteOp::Flush(reply) => replies.push(Reply::Flush(reply)),
+        }
+    }
+    let committed = tx.commit();
+    for reply in replies {
+        match reply {
+            Reply::Purge(tx, r) => {
+                let r = match &committed {
+                    Ok(()) => r,
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = tx.send(r);
+            }
+            Reply::Flush(tx) => {
+                let _ = tx.send(());
+            }
+        }
+    }
+    committed.and(outcome)
+}
+
+enum Reply {
+    Purge(
+        oneshot::Sender<Result<usize, String>>,
+        Result<usize, String>,
+    ),
+    Flush(oneshot::Sender<()>),
+}
+
+fn cleanup(conn: &Connection, max_bytes: u64) -> rusqlite::Result<()> {
+    let expired = conn.execute(
+        "DELETE FROM cache_entries WHERE expires_at_ms <= ?1",
+        [now_ms() as i64],
+    )?;
+    let total: i64 = conn.query_row(
+        "SELECT coalesce(sum(size), 0) FROM cache_entries",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut evicted = 0;
+    if total as u64 > max_bytes {
+        let excess = total as u64 - max_bytes;
+        // The shortest run of oldest rows whose sizes add up to the excess: a row goes
+        // when the rows older than it do not cover the excess yet.
+        evicted = conn.execute(
+            "DELETE FROM cache_entries WHERE key IN (
+                 SELECT key FROM (
+                     SELECT key,
+                            sum(size) OVER (ORDER BY created_at_ms, key
+                                            ROWS UNBOUNDED PRECEDING) - size AS older
+                     FROM cache_entries
+                 ) WHERE older < ?1
+             )",
+            [excess as i64],
+        )?;
+    }
+    if expired + evicted > 0 {
+        tracing::debug!(expired, evicted, "sqlite cache cleanup");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ns: &str, body_len: usize, ttl: Duration) -> Arc<CachedAnswer> {
+        Arc::new(CachedAnswer::new(
+            Endpoint::ChatCompletions,
+            Arc::from(ns),
+            Bytes::from(vec![b'x'; body_len]),
+            &serde_json::json!({"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 2}}),
+            ttl,
+        ))
+    }
+
+    #[tokio::test]
+    async fn stores_reads_purges_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let tier = SqliteTier::open(&path, u64::MAX, Duration::from_secs(60)).unwrap();
+        let (k1, k2, k3) = (CacheKey([1; 32]), CacheKey([2; 32]), CacheKey([3; 32]));
+        tier.put(k1, entry("acme", 10, Duration::from_secs(60)));
+        tier.put(k2, entry("acme/faq", 10, Duration::from_secs(60)));
+        tier.put(k3, entry("acmeish", 10, Duration::from_secs(60)));
+        tier.flush().await;
+        let got = tier.get(k1).await.expect("stored");
+        assert_eq!(got.usage.completion_tokens, 2);
+        assert_eq!(got.namespace.as_ref(), "acme");
+
+        let reopened = SqliteTier::open(&path, u64::MAX, Duration::from_secs(60)).unwrap();
+        assert!(reopened.get(k2).await.is_some(), "durable across reopen");
+        assert_eq!(reopened.purge(Some("acme")).await.unwrap(), 2);
+        assert!(reopened.get(k1).await.is_none());
+        assert!(reopened.get(k2).await.is_none());
+        assert!(
+            reopened.get(k3).await.is_some(),
+            "a prefix is not a namespace"
+        );
+        assert_eq!(reopened.purge(None).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier =
+            SqliteTier::open(&dir.path().join("c.db"), u64::MAX, Duration::from_secs(60)).unwrap();
+        let key = CacheKey([9; 32]);
+        tier.put(key, entry("n", 5, Duration::ZERO));
+        tier.flush().await;
+        assert!(tier.get(key).await.is_none());
+    }
+
+    #[test]
+    fn cleanup_evicts_oldest_until_under_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db::open_migrated(&dir.path().join("c.db")).unwrap();
+        let mut ops = Vec::new();
+        for i in 0..10u8 {
+            ops.push(WriteOp::Put(
+                CacheKey([i; 32]),
+                entry("n", 100, Duration::from_secs(60)),
+            ));
+        }
+        apply(&mut conn, ops).unwrap();
+        // Make creation order explicit: key i created at i.
+        for i in 0..10u8 {
+            conn.execute(
+                "UPDATE cache_entries SET created_at_ms = ?1 WHERE key = ?2",
+                params![i as i64, CacheKey([i; 32]).to_hex()],
+            )
+            .unwrap();
+        }
+        cleanup(&conn, 450).unwrap();
+        let mut left: Vec<String> = conn
+            .prepare("SELECT key FROM cache_entries ORDER BY created_at_ms")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let total: i64 = conn
+            .query_row("SELECT sum(size) FROM cache_entries", [], |r| r.get(0))
+            .unwrap();
+        assert!(total <= 450, "{total}");
+        assert_eq!(left.len(), 4);
+        assert_eq!(
+            left.remove(0),
+            CacheKey([6; 32]).to_hex(),
+            "the newest stay"
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! The SQLite database: one file (on the Fly volume) holding the fallback cache and the
+//! analytics table. WAL mode, so the writer thread and readers never block each other.
+//! The schema is the numbered SQL files in `migrations/`, embedded in the binary so a
+//! deployed image needs nothing beside it.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot create the directory for {path}: {source}")]
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("SQLite error on {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("migration {name} failed: {source}")]
+    Migration {
+        name: &'static str,
+        source: rusqlite::Error,
+    },
+}
+
+/// `(version, file name, SQL)` of every file in `migrations/`, in order.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_cache_entries.sql",
+        include_str!("../../migrations/0001_cache_entries.sql"),
+    ),
+    (
+        2,
+        "0002_cache_events.sql",
+        include_str!("../../migrations/0002_cache_events.sql"),
+    ),
+];
+
+/// Opens (creating if needed) the database with the pragmas every connection uses.
+pub fn open(path: &Path) -> Result<Connection, DbError> {
+    let shown = path.display().to_string();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| DbError::Directory {
+            path: shown.clone(),
+            source,
+        })?;
+    }
+    let wrap = |source| DbError::Sqlite {
+        path: shown.clone(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(wrap)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(wrap)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(wrap)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(wrap)?;
+    Ok(conn)
+}
+
+/// Applies the migrations not yet applied; returns the names of those it applied.
+pub fn migrate(conn: &mut Connection) -> Result<Vec<&'static str>, DbError> {
+    let wrap = |source| DbError::Migration {
+        name: "schema_migrations",
+        source,
+    };
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY,
+             name TEXT NOT NULL,
+             applied_at_ms INTEGER NOT NULL
+         )",
+    )
+    .map_err(wrap)?;
+    let mut applied = Vec::new();
+    for &(version, name, sql) in MIGRATIONS {
+        let done: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+                [version],
+                |row| row.get(0),
+            )
+            .map_err(wrap)?;
+        if done {
+            continue;
+        }
+        let fail = |source| DbError::Migration { name, source };
+        let tx = conn.transaction().map_err(fail)?;
+        tx.execute_batch(sql).map_err(fail)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
+            rusqlite::params![version, name, crate::cache::now_ms() as i64],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        applied.push(name);
+    }
+    Ok(applied)
+}
+
+/// Opens and migrates: what `serve` and every command that reads the database do first.
+pub fn open_migrated(path: &Path) -> Result<Connection, DbError> {
+    let mut conn = open(path)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        let mut files: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".sql"))
+                .collect();
+        files.sort();
+        let embedded: Vec<&str> = MIGRATIONS.iter().map(|m| m.1).collect();
+        assert_eq!(files, embedded);
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.0, i as i64 + 1);
+            assert!(m.1.starts_with(&format!("{:04}_", m.0)));
+        }
+    }
+
+    #[test]
+    fn migrating_twice_applies_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dir/gw.db");
+        let mut conn = open(&path).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap().len(), MIGRATIONS.len());
+        assert!(migrate(&mut conn).unwrap().is_empty());
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        conn.execute("SELECT * FROM cache_daily", []).ok();
+    }
+}
