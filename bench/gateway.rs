@@ -39,7 +39,7 @@ fn has_taskset() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn start_gateway(relay_url: &str, pin: bool) -> (Gateway, String) {
+fn start_gateway(relay_url: &str, pin: bool, extra: &[(&str, String)]) -> (Gateway, String) {
     let binary = env!("CARGO_BIN_EXE_edge-gateway");
     let dir = std::env::temp_dir().join(format!("edge-gateway-bench-{}", std::process::id()));
     let mut command = if pin {
@@ -55,7 +55,8 @@ fn start_gateway(relay_url: &str, pin: bool) -> (Gateway, String) {
         .env("BIND", "127.0.0.1")
         .env("RELAY_URL", relay_url)
         .env("RUST_LOG", "warn,edge_gateway=info")
-        .env("SQLITE_PATH", dir.join("bench.db"))
+        .env("SQLITE_PATH", dir.join(format!("bench-{}.db", extra.len())))
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = command.spawn().expect("gateway starts");
@@ -155,7 +156,119 @@ async fn throughput(
     done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
 }
 
+/// A throwaway redis-server on a free port, for the Redis-hit scenario.
+struct RedisProcess(Child, u16);
+
+impl RedisProcess {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self(child, port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.1)
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Size and time of the Redis value encoding, with and without LZ4, on typical answers.
+fn codec_report() {
+    use edge_gateway::cache::{CachedAnswer, codec};
+    use edge_gateway::endpoint::Endpoint;
+    println!(
+        "\nRedis value codec (LZ4 above {} bytes when it saves 1/8)",
+        codec::COMPRESS_ABOVE
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>12} {:>12}",
+        "answer", "json B", "stored B", "encode ns", "decode ns"
+    );
+    // Varied prose (no sentence repeats), closer to real answers than repeated text.
+    let words = [
+        "store", "open", "Monday", "Friday", "refund", "within", "days", "receipt", "shipping",
+        "free", "orders", "over", "customer", "support", "email", "reply", "hours", "weekend",
+        "holiday", "exchange", "size", "colour", "warranty", "covers", "defects", "parcel",
+        "tracking", "number",
+    ];
+    let prose = |sentences: usize| -> String {
+        (0..sentences)
+            .map(|i| {
+                let sentence: Vec<&str> = (0..14)
+                    .map(|j| words[(i * 7 + j * j * 3 + i * j) % words.len()])
+                    .collect();
+                format!("{} {}. ", sentence.join(" "), i)
+            })
+            .collect()
+    };
+    for (name, repeats) in [
+        ("short FAQ (1 sentence)", 1),
+        ("medium (8 sentences)", 8),
+        ("long (40 sentences)", 40),
+    ] {
+        let content = prose(repeats);
+        let body = serde_json::json!({
+            "id": "chatcmpl-abc123", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 42, "completion_tokens": 20 * repeats, "total_tokens": 42 + 20 * repeats},
+        });
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&body).expect("json"));
+        let answer = CachedAnswer::new(
+            Endpoint::ChatCompletions,
+            "acme".into(),
+            bytes.clone(),
+            &body,
+            Duration::from_secs(60),
+        );
+        let n = 20_000;
+        let start = Instant::now();
+        let mut encoded = Vec::new();
+        for _ in 0..n {
+            encoded = std::hint::black_box(codec::encode(&answer));
+        }
+        let encode_ns = start.elapsed().as_nanos() as f64 / n as f64;
+        let start = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(codec::decode(&encoded));
+        }
+        let decode_ns = start.elapsed().as_nanos() as f64 / n as f64;
+        println!(
+            "{name:<28} {:>10} {:>10} {encode_ns:>12.0} {decode_ns:>12.0}",
+            bytes.len(),
+            encoded.len()
+        );
+    }
+}
+
 fn main() {
+    codec_report();
     let quick = std::env::args().any(|a| a == "--quick");
     let pin = has_taskset();
     if pin {
@@ -171,7 +284,19 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async move {
         let stub = RelayStub::start().await.expect("stub");
-        let (_gateway, base) = start_gateway(&stub.url(), pin);
+        let (_gateway, base) = start_gateway(&stub.url(), pin, &[]);
+        let redis = RedisProcess::start();
+        // A 1-byte L1 holds nothing, so every lookup goes to the next tier.
+        let (_redis_gateway, redis_base) = start_gateway(
+            &stub.url(),
+            pin,
+            &[("L1_MAX_BYTES", "1".into()), ("REDIS_URL", redis.url())],
+        );
+        let (_sqlite_gateway, sqlite_base) = start_gateway(
+            &stub.url(),
+            pin,
+            &[("L1_MAX_BYTES", "1".into()), ("CACHE_TTL_SECS", "86400".into()), ("EDGE_REGION", "sqlite".into())],
+        );
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
@@ -186,6 +311,21 @@ fn main() {
             one(&client, "POST", &format!("{stub_base}/v1/chat/completions"), Some(chat("warm"))).await;
             one(&client, "GET", &format!("{base}/v1/models"), None).await;
             one(&client, "GET", &format!("{stub_base}/v1/models"), None).await;
+            one(&client, "POST", &format!("{redis_base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await;
+            one(&client, "POST", &format!("{sqlite_base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await;
+        }
+
+        // Each scenario is answered by the tier it names.
+        for (url, tier) in [(&base, "l1"), (&redis_base, "redis"), (&sqlite_base, "sqlite")] {
+            let r = client
+                .post(format!("{url}/v1/chat/completions"))
+                .header("authorization", "Bearer sk-bench")
+                .body(chat("What are your opening hours?"))
+                .send()
+                .await
+                .expect("request");
+            let got = r.headers().get("x-cache-tier").and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned();
+            assert_eq!(got, tier, "{url} should answer from {tier}");
         }
 
         let names = [
@@ -194,6 +334,8 @@ fn main() {
             "stub direct (GET models)",
             "gateway passthrough (GET models)",
             "gateway L1 hit (POST chat)",
+            "gateway Redis hit (POST chat)",
+            "gateway SQLite hit (POST chat)",
         ];
         let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
         let mut n = 0u64;
@@ -206,7 +348,9 @@ fn main() {
                         1 => one(&client, "POST", &format!("{base}/v1/chat/completions"), Some(chat(&format!("Question number {n}?")))).await,
                         2 => one(&client, "GET", &format!("{stub_base}/v1/models"), None).await,
                         3 => one(&client, "GET", &format!("{base}/v1/models"), None).await,
-                        _ => one(&client, "POST", &format!("{base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await,
+                        4 => one(&client, "POST", &format!("{base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await,
+                        5 => one(&client, "POST", &format!("{redis_base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await,
+                        _ => one(&client, "POST", &format!("{sqlite_base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await,
                     };
                     samples.push(d);
                 }
@@ -236,6 +380,11 @@ fn main() {
             "added by the gateway on pass-through: p50 {:+.1} us, p99 {:+.1} us",
             added(3, 2, 0.5),
             added(3, 2, 0.99)
+        );
+        println!(
+            "p50 Redis hit / L1 hit: {:.2}; p50 SQLite hit / L1 hit: {:.2}",
+            us(percentile(&samples[5], 0.5)) / us(percentile(&samples[4], 0.5)),
+            us(percentile(&samples[6], 0.5)) / us(percentile(&samples[4], 0.5)),
         );
         println!(
             "p50 ratio stub direct / L1 hit: {:.2}",

@@ -36,6 +36,7 @@ impl Expiry<CacheKey, Arc<CachedAnswer>> for EntryLifetime {
 #[derive(Clone)]
 pub struct L1Cache {
     cache: Cache<CacheKey, Arc<CachedAnswer>>,
+    max_bytes: u64,
 }
 
 impl L1Cache {
@@ -46,7 +47,7 @@ impl L1Cache {
             .expire_after(EntryLifetime)
             .support_invalidation_closures()
             .build();
-        Self { cache }
+        Self { cache, max_bytes }
     }
 
     pub async fn get(&self, key: &CacheKey) -> Option<Arc<CachedAnswer>> {
@@ -55,7 +56,9 @@ impl L1Cache {
     }
 
     pub async fn insert(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
-        if !answer.is_expired() {
+        // moka would admit an entry larger than the whole budget until its next eviction
+        // pass; such an entry never belongs in L1.
+        if u64::from(answer.weight()) <= self.max_bytes && !answer.is_expired() {
             self.cache.insert(key, answer).await;
         }
     }
@@ -84,5 +87,38 @@ impl L1Cache {
 
     pub fn weighted_size(&self) -> u64 {
         self.cache.weighted_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Endpoint;
+    use bytes::Bytes;
+
+    fn answer(len: usize) -> Arc<CachedAnswer> {
+        Arc::new(CachedAnswer::new(
+            Endpoint::ChatCompletions,
+            Arc::from("n"),
+            Bytes::from(vec![b'x'; len]),
+            &serde_json::json!({}),
+            Duration::from_secs(60),
+        ))
+    }
+
+    #[tokio::test]
+    async fn holds_entries_within_its_byte_budget() {
+        let l1 = L1Cache::new(10_000);
+        l1.insert(CacheKey([1; 32]), answer(20_000)).await;
+        assert!(
+            l1.get(&CacheKey([1; 32])).await.is_none(),
+            "larger than the budget"
+        );
+        for i in 0..50u8 {
+            l1.insert(CacheKey([i; 32]), answer(1_000)).await;
+        }
+        l1.run_pending_tasks().await;
+        assert!(l1.weighted_size() <= 10_000, "{}", l1.weighted_size());
+        assert!(l1.entry_count() >= 1);
     }
 }

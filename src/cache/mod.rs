@@ -3,7 +3,7 @@
 //! [`CachedAnswer`]s, servable as JSON or as a replayed SSE stream.
 
 mod answer;
-mod codec;
+pub mod codec;
 mod flight;
 mod l1;
 mod recorder;
