@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::analytics::{Analytics, AnalyticsWriter, GlobalCounters, Pricing};
 use crate::auth::Authenticator;
-use crate::cache::{Flights, L1Cache, RedisTier, SqliteTier, TieredCache};
+use crate::cache::{Flights, L1Cache, RedisTier, SqliteTier, TieredCache, Usage};
 use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
@@ -48,6 +49,7 @@ pub struct Shared {
     pub cache: TieredCache,
     pub flights: Arc<Flights>,
     pub key_options: KeyOptions,
+    pub analytics: Analytics,
     /// `x-edge-region`, built once.
     pub region_header: HeaderValue,
 }
@@ -86,6 +88,17 @@ impl AppState {
             RedisTier::from_config(&config.redis, metrics.redis_calls.clone()),
             sqlite,
         );
+        let region: Arc<str> = Arc::from(config.edge_region.as_str());
+        let analytics = Analytics {
+            writer: AnalyticsWriter::start(
+                &config.sqlite.path,
+                region.clone(),
+                config.analytics.retention_days,
+                config.analytics.queue_capacity,
+            )?,
+            global: cache.redis().map(|_| GlobalCounters::new(region)),
+            pricing: Pricing::new(&config.pricing),
+        };
         let key_options = KeyOptions {
             case_insensitive: config.normalize.case_insensitive,
         };
@@ -97,6 +110,7 @@ impl AppState {
             cache,
             flights: Arc::new(Flights::default()),
             key_options,
+            analytics,
             region_header,
         })))
     }
@@ -151,8 +165,19 @@ impl AppState {
         }
     }
 
+    /// USD the relay charges for `usage` of `model` (0 when the model has no price).
+    pub fn price(&self, model: &str, usage: Usage) -> f64 {
+        self.analytics.price(
+            &self.metrics,
+            model,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+        )
+    }
+
     /// Refreshes gauges that reflect live state, just before `/metrics` renders.
     pub fn refresh_gauges(&self) {
+        self.analytics.refresh_metrics(&self.metrics);
         for (tier, state) in self.cache.states() {
             self.metrics
                 .tier_state
@@ -182,6 +207,13 @@ impl App {
                 tracing::warn!("redis is not reachable at start: serving from SQLite until it is");
             }
             redis.spawn_prober(background.clone());
+            if let Some(global) = &state.analytics.global {
+                global.spawn_flusher(
+                    redis.clone(),
+                    Duration::from_millis(state.config.analytics.global_flush_ms),
+                    background.clone(),
+                );
+            }
         }
         Ok(Self {
             listener,
@@ -225,8 +257,15 @@ impl App {
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping unfinished requests"),
         }
         self.background.cancel();
-        // Cache entries queued for SQLite land before the process exits.
+        // Everything queued lands before the process exits: analytics rows, cache
+        // entries for SQLite, and this instance's share of the global counters.
+        self.state.analytics.writer.flush().await;
         self.state.cache.sqlite().flush().await;
+        if let (Some(global), Some(redis)) =
+            (&self.state.analytics.global, self.state.cache.redis())
+        {
+            global.flush(redis).await;
+        }
         tracing::info!("stopped");
     }
 }

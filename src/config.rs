@@ -68,6 +68,10 @@ pub struct Config {
     pub normalize: NormalizeConfig,
     pub redis: RedisConfig,
     pub sqlite: SqliteConfig,
+    pub analytics: AnalyticsConfig,
+    /// Model name to USD per million input/output tokens; adds to and overrides the
+    /// built-in table.
+    pub pricing: BTreeMap<String, crate::analytics::ModelPrice>,
     /// This instance's region name (`EDGE_REGION`, else `FLY_REGION`, else `local`).
     pub edge_region: String,
     /// Bearer token for `/admin/*`; unset disables those routes.
@@ -144,6 +148,27 @@ pub struct RedisConfig {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// Rows older than this many days are pruned (0 keeps them forever).
+    pub retention_days: u32,
+    /// Events the writer queue holds before it drops (and counts) new ones.
+    pub queue_capacity: usize,
+    /// How often this instance adds its counts to the per-hour Redis counters.
+    pub global_flush_ms: u64,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 90,
+            queue_capacity: crate::analytics::QUEUE_CAPACITY,
+            global_flush_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SqliteConfig {
     pub path: PathBuf,
     /// Cache entries beyond this many body bytes are evicted, oldest first.
@@ -162,6 +187,8 @@ impl Default for Config {
             normalize: NormalizeConfig::default(),
             redis: RedisConfig::default(),
             sqlite: SqliteConfig::default(),
+            analytics: AnalyticsConfig::default(),
+            pricing: BTreeMap::new(),
             edge_region: "local".into(),
             admin_token: None,
             log: "info".into(),
@@ -270,7 +297,9 @@ pub const ENV_VARS: &[&str] = &[
     "ADMIN_TOKEN",
     "MAX_BODY_BYTES",
     "SHUTDOWN_GRACE_SECS",
+    "ANALYTICS_RETENTION_DAYS",
     "RUST_LOG",
+    "LOG_FORMAT",
 ];
 
 impl Config {
@@ -363,6 +392,9 @@ impl Config {
         if let Some(v) = get("EDGE_REGION").or_else(|| get("FLY_REGION")) {
             self.edge_region = v;
         }
+        if let Some(v) = get("ANALYTICS_RETENTION_DAYS") {
+            self.analytics.retention_days = parsed("ANALYTICS_RETENTION_DAYS", &v)?;
+        }
         if let Some(v) = get("ADMIN_TOKEN") {
             self.admin_token = Some(Secret(v));
         }
@@ -406,6 +438,11 @@ impl Config {
                 u64::from(self.redis.failure_threshold),
             ),
             ("sqlite.max_cache_bytes", self.sqlite.max_cache_bytes),
+            ("analytics.global_flush_ms", self.analytics.global_flush_ms),
+            (
+                "analytics.queue_capacity",
+                self.analytics.queue_capacity as u64,
+            ),
             (
                 "sqlite.cleanup_interval_secs",
                 self.sqlite.cleanup_interval_secs,
@@ -477,6 +514,17 @@ impl Config {
             && ns.is_empty()
         {
             return Err(invalid("cache.shared_namespace", "must not be empty"));
+        }
+        for (model, price) in &self.pricing {
+            if !(price.input.is_finite() && price.output.is_finite())
+                || price.input < 0.0
+                || price.output < 0.0
+            {
+                return Err(invalid(
+                    "pricing",
+                    format!("{model:?}: prices must be finite and not negative"),
+                ));
+            }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| invalid("RUST_LOG", e.to_string()))?;

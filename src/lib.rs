@@ -30,6 +30,7 @@ pub mod telemetry;
 
 pub use app::{App, AppState};
 pub use config::Config;
+pub mod analytics;
 pub mod cache;
 pub mod db;
 pub mod keying;

@@ -3,7 +3,8 @@
 //! templates, status codes, tier and region names; never keys, tenants or prompts.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -15,6 +16,13 @@ pub struct Metrics {
     pub relay_latency: HistogramVec,
     pub tier_state: IntGaugeVec,
     pub redis_calls: IntCounterVec,
+    pub tokens_saved: IntCounter,
+    pub usd_saved: Counter,
+    pub relay_cost_usd: Counter,
+    pub unknown_model_prices: IntCounter,
+    pub analytics_queue_depth: IntGauge,
+    pub analytics_written: IntCounter,
+    pub analytics_dropped: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -78,6 +86,41 @@ impl Metrics {
             &["op", "outcome"],
         )
         .expect("valid metric");
+        let tokens_saved = IntCounter::new(
+            "tokens_saved_total",
+            "Prompt + completion tokens answered from the cache",
+        )
+        .expect("valid metric");
+        let usd_saved = Counter::new(
+            "usd_saved_total",
+            "Dollars the relay would have charged for answers served from the cache",
+        )
+        .expect("valid metric");
+        let relay_cost_usd = Counter::new(
+            "relay_cost_usd_total",
+            "Dollars spent at the relay (priced usage)",
+        )
+        .expect("valid metric");
+        let unknown_model_prices = IntCounter::new(
+            "pricing_unknown_model_total",
+            "Requests whose model has no price (counted at cost 0)",
+        )
+        .expect("valid metric");
+        let analytics_queue_depth = IntGauge::new(
+            "analytics_queue_depth",
+            "Analytics events queued and not yet committed",
+        )
+        .expect("valid metric");
+        let analytics_written = IntCounter::new(
+            "analytics_written_total",
+            "Analytics events handled by the writer",
+        )
+        .expect("valid metric");
+        let analytics_dropped = IntCounter::new(
+            "analytics_dropped_total",
+            "Analytics events lost (queue full or insert failed)",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
@@ -86,6 +129,13 @@ impl Metrics {
             Box::new(relay_latency.clone()),
             Box::new(tier_state.clone()),
             Box::new(redis_calls.clone()),
+            Box::new(tokens_saved.clone()),
+            Box::new(usd_saved.clone()),
+            Box::new(relay_cost_usd.clone()),
+            Box::new(unknown_model_prices.clone()),
+            Box::new(analytics_queue_depth.clone()),
+            Box::new(analytics_written.clone()),
+            Box::new(analytics_dropped.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -98,6 +148,13 @@ impl Metrics {
             relay_latency,
             tier_state,
             redis_calls,
+            tokens_saved,
+            usd_saved,
+            relay_cost_usd,
+            unknown_model_prices,
+            analytics_queue_depth,
+            analytics_written,
+            analytics_dropped,
         }
     }
 

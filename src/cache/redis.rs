@@ -279,6 +279,51 @@ impl RedisTier {
         });
     }
 
+    /// The set of regions that ever reported global counts.
+    pub fn stats_regions_key(&self) -> String {
+        format!("{}:stats:v1:regions", self.inner.prefix)
+    }
+
+    /// The hash of one region's counts for the hour starting at `hour_ms`.
+    pub fn stats_key(&self, region: &str, hour_ms: u64) -> String {
+        format!("{}:stats:v1:{region}:{}", self.inner.prefix, hour_ms / 1000)
+    }
+
+    pub async fn add_to_set(&self, key: &str, member: &str) -> Result<(), RedisUnavailable> {
+        let mut cmd = redis::cmd("SADD");
+        cmd.arg(key).arg(member);
+        self.call::<i64>("stats", cmd).await.map(drop)
+    }
+
+    pub async fn set_members(&self, key: &str) -> Result<Vec<String>, RedisUnavailable> {
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(key);
+        self.call("stats", cmd).await
+    }
+
+    /// Adds each `(field, delta)` to the hash at `key` and keeps it `ttl_secs`.
+    pub async fn add_to_hash(
+        &self,
+        key: &str,
+        fields: &[(&str, i64)],
+        ttl_secs: u64,
+    ) -> Result<(), RedisUnavailable> {
+        for (field, delta) in fields.iter().filter(|(_, d)| *d != 0) {
+            let mut cmd = redis::cmd("HINCRBY");
+            cmd.arg(key).arg(*field).arg(*delta);
+            self.call::<i64>("stats", cmd).await?;
+        }
+        let mut cmd = redis::cmd("EXPIRE");
+        cmd.arg(key).arg(ttl_secs);
+        self.call::<i64>("stats", cmd).await.map(drop)
+    }
+
+    pub async fn hash_all(&self, key: &str) -> Result<Vec<(String, i64)>, RedisUnavailable> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(key);
+        self.call("stats", cmd).await
+    }
+
     /// Deletes every entry (or a namespace's) on every master. Returns keys deleted.
     pub async fn purge(&self, namespace: Option<&str>) -> RedisResult<u64> {
         let patterns: Vec<String> = match namespace {

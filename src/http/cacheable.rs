@@ -20,14 +20,17 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
+use crate::analytics::Outcome;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::cache::{
-    BufferedAnswer, CachedAnswer, FlightGuard, FlightOutcome, Join, StreamRecorder, wait,
+    BufferedAnswer, CachedAnswer, FlightGuard, FlightOutcome, Join, StreamRecorder, Tier, Usage,
+    wait,
 };
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::http::cache_control::CacheControls;
+use crate::http::request_log::RequestLog;
 use crate::http::{X_CACHE, X_CACHE_KEY, X_CACHE_TIER, X_RELAY_REGION, read_limited};
 use crate::keying::{CacheKey, cache_key};
 use crate::relay::{
@@ -48,9 +51,23 @@ pub async fn embeddings(State(state): State<AppState>, request: Request) -> Resp
 }
 
 async fn handle(state: AppState, endpoint: Endpoint, request: Request) -> Response {
-    handle_inner(state, endpoint, request)
+    let mut log = RequestLog::new(endpoint);
+    let response = handle_inner(state.clone(), endpoint, request, &mut log)
         .await
-        .unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(IntoResponse::into_response);
+    if !log.deferred {
+        let latency = log.elapsed_ms();
+        log.record(&state, response.status().as_u16(), latency);
+    }
+    response
+}
+
+fn outcome_of(tier: Tier) -> Outcome {
+    match tier {
+        Tier::L1 => Outcome::L1,
+        Tier::Redis => Outcome::Redis,
+        Tier::Sqlite => Outcome::Sqlite,
+    }
 }
 
 /// Everything a miss needs to call the relay and store the answer.
@@ -73,17 +90,22 @@ async fn handle_inner(
     state: AppState,
     endpoint: Endpoint,
     request: Request,
+    log: &mut RequestLog,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let caller: Caller = state.auth.authenticate(&parts.headers)?;
+    log.namespace = caller.namespace.clone();
     let raw = read_limited(&parts.headers, body, state.config.server.max_body_bytes).await?;
     let request = CacheableRequest::parse(endpoint, &raw)?;
+    log.model = Arc::from(request.model.as_str());
     let controls = CacheControls::from_headers(&parts.headers, &state.config.cache)?;
     let namespace = controls.namespace(
         &caller.namespace,
         state.config.cache.shared_namespace.as_deref(),
     );
     let key = cache_key(endpoint, &namespace, &request.body, state.key_options);
+    log.namespace = namespace.clone();
+    log.key = Some(key);
 
     let miss = |state: AppState| Miss {
         state,
@@ -98,41 +120,50 @@ async fn handle_inner(
 
     if controls.bypasses_lookup() {
         state.count(endpoint, "bypass");
+        log.tier = Outcome::Bypass;
         return miss(state.clone())
-            .call_relay(!controls.no_store, None, BYPASS)
+            .call_relay(!controls.no_store, None, BYPASS, log)
             .await;
     }
     if let Some((answer, tier)) = state.cache.get(&namespace, &key).await {
         state.count(endpoint, tier.as_str());
+        log.hit(&state, outcome_of(tier), answer.usage);
         return Ok(hit(&answer, tier.as_str(), &request, key));
     }
+    log.tier = Outcome::Miss;
     match state.flights.join(key) {
         Join::Leader(guard) => {
             // A flight for this key may have finished between the lookup and the join.
             if let Some((answer, tier)) = state.cache.get(&namespace, &key).await {
                 guard.complete(FlightOutcome::Answer(answer.clone()));
                 state.count(endpoint, tier.as_str());
+                log.hit(&state, outcome_of(tier), answer.usage);
                 return Ok(hit(&answer, tier.as_str(), &request, key));
             }
             state.count(endpoint, "miss");
             miss(state.clone())
-                .call_relay(true, Some(guard), MISS)
+                .call_relay(true, Some(guard), MISS, log)
                 .await
         }
         Join::Follower(slot) => match wait(slot).await {
             Some(FlightOutcome::Answer(answer)) => {
                 state.count(endpoint, "coalesced");
+                log.hit(&state, Outcome::Coalesced, answer.usage);
                 Ok(hit(&answer, "coalesced", &request, key))
             }
             Some(FlightOutcome::Relayed(answer)) => {
                 state.count(endpoint, "coalesced");
+                log.tier = Outcome::Coalesced;
                 Ok(buffered_response(&answer, key))
             }
-            Some(FlightOutcome::Failed(error)) => Err(error),
+            Some(FlightOutcome::Failed(error)) => {
+                log.tier = Outcome::Coalesced;
+                Err(error)
+            }
             // The leader gave up without an outcome: call the relay alone.
             None => {
                 state.count(endpoint, "miss");
-                miss(state.clone()).call_relay(true, None, MISS).await
+                miss(state.clone()).call_relay(true, None, MISS, log).await
             }
         },
     }
@@ -205,6 +236,7 @@ impl Miss {
         store: bool,
         guard: Option<FlightGuard>,
         x_cache: HeaderValue,
+        log: &mut RequestLog,
     ) -> Result<Response, ApiError> {
         let relay = match self
             .state
@@ -222,6 +254,7 @@ impl Miss {
                 return Err(error);
             }
         };
+        log.relay_region = Some(relay.region.clone());
         if relay.status != StatusCode::OK {
             // Errors are passed through as sent, never cached; followers get the same.
             let body = match collect(relay.body).await {
@@ -243,7 +276,8 @@ impl Miss {
             return Ok(response);
         }
         if self.stream && is_event_stream(&relay.headers) {
-            return Ok(self.stream_through(relay, store, guard, x_cache));
+            log.deferred = true;
+            return Ok(self.stream_through(relay, store, guard, x_cache, log.clone()));
         }
         let RelayResponse {
             status,
@@ -273,6 +307,7 @@ impl Miss {
             &value,
             self.ttl,
         ));
+        log.spent(&self.state, answer.usage);
         if store {
             self.state.cache.put(self.key, answer.clone()).await;
         }
@@ -294,6 +329,7 @@ impl Miss {
         store: bool,
         guard: Option<FlightGuard>,
         x_cache: HeaderValue,
+        mut log: RequestLog,
     ) -> Response {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, ApiError>>(32);
         let mut response = Response::new(Body::from_stream(futures_util::stream::unfold(
@@ -304,6 +340,8 @@ impl Miss {
         *response.headers_mut() = response_headers_for_client(&relay.headers);
         mark_relayed(response.headers_mut(), x_cache, self.key, &relay.region);
         let mut body = relay.body;
+        // The row's latency is time to response headers, like every other row's.
+        let latency_ms = log.elapsed_ms();
         tokio::spawn(async move {
             let mut recorder = StreamRecorder::new(self.endpoint);
             let mut client_gone = false;
@@ -330,6 +368,7 @@ impl Miss {
                     "the relay's stream ended without [DONE]".into(),
                 )),
                 (None, Some(value)) => {
+                    log.spent(&self.state, Usage::from_json(value.get("usage")));
                     let body = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
                     let answer = Arc::new(CachedAnswer::new(
                         self.endpoint,
@@ -344,6 +383,8 @@ impl Miss {
                     FlightOutcome::Answer(answer)
                 }
             };
+            // A stream that broke after its headers still reached the client as a 200.
+            log.record(&self.state, StatusCode::OK.as_u16(), latency_ms);
             settle(guard, outcome);
         });
         response

@@ -9,6 +9,7 @@ mod headers;
 mod health;
 mod observe;
 mod proxy;
+mod request_log;
 
 use axum::Router;
 use axum::routing::{any, get, post};

@@ -1,0 +1,80 @@
+//! Cache analytics: one `cache_events` row per request on a cacheable route, written off
+//! the request path; dollars spent and saved from [`Pricing`]; per-hour Redis counters for
+//! the cross-region view; the reports behind `edge-gateway analytics` and
+//! `GET /admin/analytics`.
+
+mod event;
+mod global;
+mod pricing;
+pub mod query;
+mod writer;
+
+use std::sync::Arc;
+
+pub use event::{CacheEvent, Outcome};
+pub use global::{Counts, GlobalCounters, read_global};
+pub use pricing::{Known, ModelPrice, Pricing};
+pub use writer::{AnalyticsWriter, QUEUE_CAPACITY, prune};
+
+use crate::metrics::Metrics;
+
+/// What the request path talks to: price, then record.
+pub struct Analytics {
+    pub writer: AnalyticsWriter,
+    pub global: Option<GlobalCounters>,
+    pub pricing: Pricing,
+}
+
+impl Analytics {
+    /// USD for `usage` of `model`; an unknown model costs 0, counted and logged once.
+    pub fn price(
+        &self,
+        metrics: &Metrics,
+        model: &str,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+    ) -> f64 {
+        let (usd, known) = self.pricing.cost(model, prompt_tokens, completion_tokens);
+        match known {
+            Known::Yes => {}
+            Known::FirstUnknown => {
+                metrics.unknown_model_prices.inc();
+                tracing::warn!(
+                    model,
+                    "no price for this model: cost and savings count as 0 (add it under [pricing])"
+                );
+            }
+            Known::Unknown => metrics.unknown_model_prices.inc(),
+        }
+        usd
+    }
+
+    pub fn record(&self, metrics: &Metrics, event: CacheEvent) {
+        if event.tier.is_hit() {
+            metrics
+                .tokens_saved
+                .inc_by(event.prompt_tokens + event.completion_tokens);
+            metrics.usd_saved.inc_by(event.saved_usd);
+        }
+        metrics.relay_cost_usd.inc_by(event.cost_usd);
+        if let Some(global) = &self.global {
+            global.record(&event);
+        }
+        self.writer.record(event);
+    }
+
+    /// Copies the writer's counters into the metrics just before a scrape.
+    pub fn refresh_metrics(&self, metrics: &Metrics) {
+        metrics
+            .analytics_queue_depth
+            .set(self.writer.depth() as i64);
+        let sync = |counter: &prometheus::IntCounter, value: u64| {
+            counter.inc_by(value.saturating_sub(counter.get()));
+        };
+        sync(&metrics.analytics_written, self.writer.written());
+        sync(&metrics.analytics_dropped, self.writer.dropped());
+    }
+}
+
+/// Shared handle.
+pub type SharedAnalytics = Arc<Analytics>;

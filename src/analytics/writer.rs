@@ -1,0 +1,217 @@
+//! The analytics writer: events go through a bounded queue to one thread that inserts
+//! them in batched transactions. The request path only does a `try_send`: it never
+//! blocks. A full queue drops the event, counted in `analytics_dropped_total` and logged
+//! (at most every 10 s), never silently. `flush` (SIGTERM) waits until everything queued
+//! is committed. Rows older than the retention are pruned by the same thread.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::event::CacheEvent;
+use crate::cache::now_ms;
+use crate::db::{self, DbError};
+
+/// Sized for bursts: at ~200 bytes an event, 64 Ki events is ~13 MiB.
+pub const QUEUE_CAPACITY: usize = 65_536;
+const BATCH: usize = 4_096;
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+
+enum Op {
+    Event(Box<CacheEvent>),
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Default)]
+struct Counters {
+    queued: AtomicU64,
+    written: AtomicU64,
+    dropped: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct AnalyticsWriter {
+    queue: SyncSender<Op>,
+    counters: Arc<Counters>,
+    last_drop_log: Arc<Mutex<Option<Instant>>>,
+}
+
+impl AnalyticsWriter {
+    /// Opens (and migrates) the database at `path` and starts the writer thread.
+    /// `retention_days` of 0 keeps rows forever.
+    pub fn start(
+        path: &Path,
+        region: Arc<str>,
+        retention_days: u32,
+        capacity: usize,
+    ) -> Result<Self, DbError> {
+        let conn = db::open_migrated(path)?;
+        let (queue, receiver) = mpsc::sync_channel(capacity);
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
+        std::thread::Builder::new()
+            .name("analytics-writer".into())
+            .spawn(move || write_loop(conn, receiver, region, retention_days, thread_counters))
+            .map_err(|source| DbError::Directory {
+                path: "analytics writer thread".into(),
+                source,
+            })?;
+        Ok(Self {
+            queue,
+            counters,
+            last_drop_log: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Queues one event without blocking.
+    pub fn record(&self, event: CacheEvent) {
+        match self.queue.try_send(Op::Event(Box::new(event))) {
+            Ok(()) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let mut last = self
+                    .last_drop_log
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    *last = Some(Instant::now());
+                    tracing::error!(
+                        dropped_total = dropped,
+                        "analytics queue full: events dropped"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits until every event queued before this call is committed.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        let queue = self.queue.clone();
+        let sent = tokio::task::spawn_blocking(move || queue.send(Op::Flush(tx)).is_ok()).await;
+        if matches!(sent, Ok(true)) {
+            let _ = rx.await;
+        }
+    }
+
+    /// Events queued but not yet committed.
+    pub fn depth(&self) -> u64 {
+        let queued = self.counters.queued.load(Ordering::Relaxed);
+        queued.saturating_sub(self.counters.written.load(Ordering::Relaxed))
+    }
+
+    pub fn written(&self) -> u64 {
+        self.counters.written.load(Ordering::Relaxed)
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.counters.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn write_loop(
+    mut conn: Connection,
+    receiver: mpsc::Receiver<Op>,
+    region: Arc<str>,
+    retention_days: u32,
+    counters: Arc<Counters>,
+) {
+    let mut last_prune: Option<Instant> = None;
+    let mut failing = false;
+    loop {
+        if retention_days > 0 && last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            match prune(&conn, retention_days) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, retention_days, "analytics rows pruned"),
+                Err(e) => tracing::warn!(error = %e, "analytics pruning failed"),
+            }
+            last_prune = Some(Instant::now());
+        }
+        let first = match receiver.recv_timeout(PRUNE_EVERY) {
+            Ok(op) => op,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut events = Vec::with_capacity(64);
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(op) = next.take() {
+            match op {
+                Op::Event(e) => events.push(e),
+                Op::Flush(reply) => flushes.push(reply),
+            }
+            if events.len() < BATCH {
+                next = receiver.try_recv().ok();
+            }
+        }
+        let count = events.len() as u64;
+        match insert(&mut conn, &region, &events) {
+            Ok(()) => {
+                counters.written.fetch_add(count, Ordering::Relaxed);
+                if failing {
+                    tracing::info!("analytics writes recovered");
+                    failing = false;
+                }
+            }
+            Err(e) => {
+                // The rows cannot be kept anywhere else: count them as dropped, loudly.
+                counters.written.fetch_add(count, Ordering::Relaxed);
+                counters.dropped.fetch_add(count, Ordering::Relaxed);
+                if !failing {
+                    tracing::error!(error = %e, rows = count, "analytics insert failed: rows dropped");
+                    failing = true;
+                }
+            }
+        }
+        for reply in flushes {
+            let _ = reply.send(());
+        }
+    }
+}
+
+fn insert(conn: &mut Connection, region: &str, events: &[Box<CacheEvent>]) -> rusqlite::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO cache_events (ts, region, endpoint, namespace, model, tier, status,
+                 key_hash, prompt_tokens, completion_tokens, latency_ms, relay_region,
+                 cost_usd, saved_usd)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for e in events {
+            stmt.execute(params![
+                e.ts_ms as i64,
+                region,
+                e.endpoint.as_str(),
+                e.namespace.as_ref(),
+                e.model.as_ref(),
+                e.tier.as_str(),
+                e.status,
+                e.key.map(|k| k.to_hex()).unwrap_or_default(),
+                e.prompt_tokens as i64,
+                e.completion_tokens as i64,
+                e.latency_ms,
+                e.relay_region.as_deref(),
+                e.cost_usd,
+                e.saved_usd,
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Deletes rows older than `days`; returns how many.
+pub fn prune(conn: &Connection, days: u32) -> rusqlite::Result<usize> {
+    let cutoff = now_ms().saturating_sub(u64::from(days) * 86_400_000);
+    conn.execute("DELETE FROM cache_events WHERE ts < ?1", [cutoff as i64])
+}
