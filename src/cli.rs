@@ -27,6 +27,8 @@ pub enum Command {
     CheckConfig,
     /// Apply the SQL files of `migrations/` to the SQLite database and exit.
     Migrate,
+    /// Hit rate, requests, tokens and dollars saved per group, from the analytics table.
+    Analytics(AnalyticsArgs),
     /// Manage the cache tiers.
     Cache {
         #[command(subcommand)]
@@ -43,4 +45,29 @@ pub enum CacheCommand {
         #[arg(long)]
         namespace: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AnalyticsArgs {
+    /// Start of the range: 24h, 7d, 30m, YYYY-MM-DD or unix ms.
+    #[arg(long, default_value = "24h")]
+    pub since: String,
+    /// End of the range (exclusive), same forms; default now.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Comma-separated groups: tier, model, region, endpoint, namespace, day.
+    #[arg(long, default_value = "tier")]
+    pub group_by: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// All regions' figures from the shared Redis counters instead of the local table.
+    #[arg(long)]
+    pub global: bool,
 }

@@ -1,8 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use edge_gateway::analytics::cli as report;
 use edge_gateway::cache::{RedisTier, purge_entries};
-use edge_gateway::cli::{CacheCommand, Cli, Command};
+use edge_gateway::cli::{AnalyticsArgs, CacheCommand, Cli, Command, Format};
 use edge_gateway::config::{Config, ProcessEnv};
 use edge_gateway::metrics::Metrics;
 use edge_gateway::{App, db, telemetry};
@@ -20,9 +21,78 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(&config),
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
+        Command::Analytics(args) => analytics(&config, &args),
         Command::Cache {
             action: CacheCommand::Purge { namespace },
         } => purge(&config, namespace.as_deref()),
+    }
+}
+
+fn analytics(config: &Config, args: &AnalyticsArgs) -> ExitCode {
+    let request = match report::Request::parse(&args.since, args.until.as_deref(), &args.group_by) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("edge-gateway analytics: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.global {
+        return global_analytics(config, &request, args.format);
+    }
+    match report::local_report(&config.sqlite.path, &request) {
+        Ok(report) => {
+            match args.format {
+                Format::Table => print!("{}", report.to_table()),
+                Format::Csv => print!("{}", report.to_csv()),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("edge-gateway analytics: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn global_analytics(config: &Config, request: &report::Request, format: Format) -> ExitCode {
+    let Some(redis) = RedisTier::from_config(&config.redis, Metrics::new().redis_calls) else {
+        eprintln!(
+            "edge-gateway analytics --global: needs REDIS_URL or REDIS_CLUSTER_URLS (the shared counters live in Redis)"
+        );
+        return ExitCode::FAILURE;
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(async {
+                if !redis.try_recover().await {
+                    return Err("Redis is unreachable: the global view is unavailable (local figures: run without --global)".to_owned());
+                }
+                report::global_report(&redis, request).await
+            })
+        });
+    match result {
+        Ok(global) => {
+            match format {
+                Format::Table => print!("{}", global.to_table()),
+                Format::Csv => print!("{}", global.to_csv()),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&global.to_json()).unwrap_or_default()
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("edge-gateway analytics --global: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

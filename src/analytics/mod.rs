@@ -3,6 +3,7 @@
 //! the cross-region view; the reports behind `edge-gateway analytics` and
 //! `GET /admin/analytics`.
 
+pub mod cli;
 mod event;
 mod global;
 mod pricing;

@@ -66,3 +66,61 @@ pub async fn purge(
     )
         .into_response()
 }
+
+#[derive(Debug, Deserialize)]
+pub struct AnalyticsParams {
+    since: Option<String>,
+    until: Option<String>,
+    group_by: Option<String>,
+    #[serde(default)]
+    global: bool,
+}
+
+/// The `analytics` command's figures as JSON.
+pub async fn analytics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<AnalyticsParams>,
+) -> Response {
+    if let Err(e) = authorize(&state, &headers) {
+        return e.into_response();
+    }
+    let request = match crate::analytics::cli::Request::parse(
+        params.since.as_deref().unwrap_or("24h"),
+        params.until.as_deref(),
+        params.group_by.as_deref().unwrap_or("tier"),
+    ) {
+        Ok(r) => r,
+        Err(e) => return ApiError::invalid(e, None).into_response(),
+    };
+    if params.global {
+        let Some(redis) = state.cache.redis() else {
+            return ApiError::invalid(
+                "the global view needs Redis, which is not configured",
+                Some("global"),
+            )
+            .into_response();
+        };
+        if let (Some(global), true) = (&state.analytics.global, redis.is_up()) {
+            global.flush(redis).await;
+        }
+        return match crate::analytics::cli::global_report(redis, &request).await {
+            Ok(report) => Json(report.to_json()).into_response(),
+            Err(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": {"message": format!("global view unavailable: {e}"), "type": "api_error", "param": null, "code": "redis_unavailable"}})),
+            )
+                .into_response(),
+        };
+    }
+    // Rows still queued are part of the answer.
+    state.analytics.writer.flush().await;
+    let path = state.config.sqlite.path.clone();
+    match tokio::task::spawn_blocking(move || crate::analytics::cli::local_report(&path, &request))
+        .await
+    {
+        Ok(Ok(report)) => Json(report).into_response(),
+        Ok(Err(e)) => ApiError::Internal(e).into_response(),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
+}

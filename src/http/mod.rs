@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/admin/cache/purge", post(admin::purge))
+        .route("/admin/analytics", get(admin::analytics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,
