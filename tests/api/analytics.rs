@@ -454,10 +454,10 @@ async fn no_row_is_lost_across_sigterm_under_load() {
             // A few prompts repeat, so hits, misses and coalesced waiters all occur.
             let body =
                 serde_json::to_vec(&chat_body(&format!("Load question {}", i % 40))).unwrap();
-            if let Ok(r) = client.post(url).body(body).send().await {
-                if r.bytes().await.is_ok() {
-                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
+            if let Ok(r) = client.post(url).body(body).send().await
+                && r.bytes().await.is_ok()
+            {
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         }));
     }
