@@ -267,8 +267,61 @@ fn codec_report() {
     }
 }
 
+/// Sustained rows per second of the analytics writer: events offered as fast as the
+/// queue takes them, timed until every one is committed.
+fn writer_report() {
+    use edge_gateway::analytics::{AnalyticsWriter, CacheEvent, Outcome};
+    use edge_gateway::endpoint::Endpoint;
+    use edge_gateway::keying::CacheKey;
+    let dir =
+        std::env::temp_dir().join(format!("edge-gateway-bench-writer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let writer =
+        AnalyticsWriter::start(&dir.join("w.db"), "bench".into(), 0, 65_536).expect("writer");
+    let event = CacheEvent {
+        ts_ms: 1,
+        endpoint: Endpoint::ChatCompletions,
+        namespace: "acme".into(),
+        model: "gpt-4o-mini".into(),
+        tier: Outcome::L1,
+        status: 200,
+        key: Some(CacheKey([7; 32])),
+        prompt_tokens: 42,
+        completion_tokens: 128,
+        latency_ms: 0.08,
+        relay_region: None,
+        cost_usd: 0.0,
+        saved_usd: 0.000_083,
+    };
+    let total: u64 = 300_000;
+    let start = Instant::now();
+    let mut offered = 0;
+    while offered < total {
+        if writer.depth() < 60_000 {
+            writer.record(event.clone());
+            offered += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    rt.block_on(writer.flush());
+    let elapsed = start.elapsed();
+    println!(
+        "\nanalytics writer: {total} rows in {:.2} s = {:.0} rows/s sustained (dropped {})",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        writer.dropped()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     codec_report();
+    writer_report();
     let quick = std::env::args().any(|a| a == "--quick");
     let pin = has_taskset();
     if pin {
@@ -292,6 +345,13 @@ fn main() {
             pin,
             &[("L1_MAX_BYTES", "1".into()), ("REDIS_URL", redis.url())],
         );
+        let no_analytics = std::env::temp_dir().join(format!("edge-gateway-bench-{}-noanalytics.toml", std::process::id()));
+        std::fs::write(&no_analytics, "[analytics]\nenabled = false\n").expect("write config");
+        let (_plain_gateway, plain_base) = start_gateway(
+            &stub.url(),
+            pin,
+            &[("EDGE_GATEWAY_CONFIG", no_analytics.display().to_string()), ("EDGE_REGION", "plain".into())],
+        );
         let (_sqlite_gateway, sqlite_base) = start_gateway(
             &stub.url(),
             pin,
@@ -313,6 +373,7 @@ fn main() {
             one(&client, "GET", &format!("{stub_base}/v1/models"), None).await;
             one(&client, "POST", &format!("{redis_base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await;
             one(&client, "POST", &format!("{sqlite_base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await;
+            one(&client, "POST", &format!("{plain_base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await;
         }
 
         // Each scenario is answered by the tier it names.
@@ -336,6 +397,7 @@ fn main() {
             "gateway L1 hit (POST chat)",
             "gateway Redis hit (POST chat)",
             "gateway SQLite hit (POST chat)",
+            "gateway L1 hit, analytics off",
         ];
         let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
         let mut n = 0u64;
@@ -350,7 +412,8 @@ fn main() {
                         3 => one(&client, "GET", &format!("{base}/v1/models"), None).await,
                         4 => one(&client, "POST", &format!("{base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await,
                         5 => one(&client, "POST", &format!("{redis_base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await,
-                        _ => one(&client, "POST", &format!("{sqlite_base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await,
+                        6 => one(&client, "POST", &format!("{sqlite_base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await,
+                        _ => one(&client, "POST", &format!("{plain_base}/v1/chat/completions"), Some(chat("What are your opening hours?"))).await,
                     };
                     samples.push(d);
                 }
@@ -387,6 +450,11 @@ fn main() {
             us(percentile(&samples[6], 0.5)) / us(percentile(&samples[4], 0.5)),
         );
         println!(
+            "analytics on the L1-hit path: p50 {:+.1} us, p99 {:+.1} us (on minus off)",
+            added(4, 7, 0.5),
+            added(4, 7, 0.99)
+        );
+        println!(
             "p50 ratio stub direct / L1 hit: {:.2}",
             us(percentile(&samples[0], 0.5)) / us(percentile(&samples[4], 0.5))
         );
@@ -395,13 +463,15 @@ fn main() {
         let connections = 64;
         let mut rows: Vec<(&str, Vec<f64>)> = vec![
             ("gateway L1 hit", Vec::new()),
+            ("gateway L1 hit, analytics off", Vec::new()),
             ("gateway passthrough (models)", Vec::new()),
             ("stub direct (models)", Vec::new()),
         ];
         for _ in 0..if quick { 1 } else { 3 } {
             rows[0].1.push(throughput(&client, "POST", format!("{base}/v1/chat/completions"), Some(chat("What are your opening hours?")), connections, duration).await);
-            rows[1].1.push(throughput(&client, "GET", format!("{base}/v1/models"), None, connections, duration).await);
-            rows[2].1.push(throughput(&client, "GET", format!("{stub_base}/v1/models"), None, connections, duration).await);
+            rows[1].1.push(throughput(&client, "POST", format!("{plain_base}/v1/chat/completions"), Some(chat("What are your opening hours?")), connections, duration).await);
+            rows[2].1.push(throughput(&client, "GET", format!("{base}/v1/models"), None, connections, duration).await);
+            rows[3].1.push(throughput(&client, "GET", format!("{stub_base}/v1/models"), None, connections, duration).await);
         }
         println!("\n{:<36} {:>12}   (64 connections, load generator on core 0: it is the bottleneck)", "throughput", "median req/s");
         let mut medians = Vec::new();
@@ -411,6 +481,7 @@ fn main() {
             medians.push(median);
             println!("{name:<36} {median:>12.0}");
         }
-        println!("L1 hit / passthrough throughput: {:.2}", medians[0] / medians[1]);
+        println!("L1 hit / passthrough throughput: {:.2}", medians[0] / medians[2]);
+        println!("L1 hit throughput, analytics on / off: {:.2}", medians[0] / medians[1]);
     });
 }

@@ -90,6 +90,7 @@ impl AppState {
         );
         let region: Arc<str> = Arc::from(config.edge_region.as_str());
         let analytics = Analytics {
+            enabled: config.analytics.enabled,
             writer: AnalyticsWriter::start(
                 &config.sqlite.path,
                 region.clone(),

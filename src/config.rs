@@ -149,6 +149,8 @@ pub struct RedisConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnalyticsConfig {
+    /// Off: no rows, no counters (for measuring what analytics costs; not for production).
+    pub enabled: bool,
     /// Rows older than this many days are pruned (0 keeps them forever).
     pub retention_days: u32,
     /// Events the writer queue holds before it drops (and counts) new ones.
@@ -160,6 +162,7 @@ pub struct AnalyticsConfig {
 impl Default for AnalyticsConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             retention_days: 90,
             queue_capacity: crate::analytics::QUEUE_CAPACITY,
             global_flush_ms: 5_000,

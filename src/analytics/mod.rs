@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 
 /// What the request path talks to: price, then record.
 pub struct Analytics {
+    pub enabled: bool,
     pub writer: AnalyticsWriter,
     pub global: Option<GlobalCounters>,
     pub pricing: Pricing,
@@ -51,6 +52,9 @@ impl Analytics {
     }
 
     pub fn record(&self, metrics: &Metrics, event: CacheEvent) {
+        if !self.enabled {
+            return;
+        }
         if event.tier.is_hit() {
             metrics
                 .tokens_saved

@@ -21,6 +21,10 @@ use crate::db::{self, DbError};
 pub const QUEUE_CAPACITY: usize = 65_536;
 const BATCH: usize = 4_096;
 const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+/// While events keep coming, the writer drains the queue this often instead of blocking
+/// on it: a blocked receiver makes every `try_send` wake a thread (a syscall and a
+/// context switch per request), a sleeping one costs senders nothing.
+const BUSY_POLL: Duration = Duration::from_millis(10);
 
 enum Op {
     Event(Box<CacheEvent>),
@@ -134,44 +138,92 @@ fn write_loop(
             }
             last_prune = Some(Instant::now());
         }
+        // Idle: block until the first event arrives.
         let first = match receiver.recv_timeout(PRUNE_EVERY) {
             Ok(op) => op,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        let mut events = Vec::with_capacity(64);
-        let mut flushes = Vec::new();
         let mut next = Some(first);
-        while let Some(op) = next.take() {
-            match op {
-                Op::Event(e) => events.push(e),
-                Op::Flush(reply) => flushes.push(reply),
+        // Busy: drain, write, sleep, repeat, until a drain finds the queue empty.
+        loop {
+            let (events, flushes, disconnected) = drain(&receiver, next.take());
+            if events.is_empty() && flushes.is_empty() {
+                if disconnected {
+                    return;
+                }
+                break;
+            }
+            write_batch(&mut conn, &region, &events, &counters, &mut failing);
+            for reply in flushes {
+                let _ = reply.send(());
+            }
+            if disconnected {
+                return;
             }
             if events.len() < BATCH {
-                next = receiver.try_recv().ok();
+                std::thread::sleep(BUSY_POLL);
             }
         }
-        let count = events.len() as u64;
-        match insert(&mut conn, &region, &events) {
-            Ok(()) => {
-                counters.written.fetch_add(count, Ordering::Relaxed);
-                if failing {
-                    tracing::info!("analytics writes recovered");
-                    failing = false;
+    }
+}
+
+/// Takes up to a batch from the queue without blocking.
+fn drain(
+    receiver: &mpsc::Receiver<Op>,
+    first: Option<Op>,
+) -> (Vec<Box<CacheEvent>>, Vec<oneshot::Sender<()>>, bool) {
+    let mut events = Vec::new();
+    let mut flushes = Vec::new();
+    let mut next = first;
+    let mut disconnected = false;
+    loop {
+        let op = match next.take() {
+            Some(op) => op,
+            None => match receiver.try_recv() {
+                Ok(op) => op,
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    disconnected = true;
+                    break;
                 }
-            }
-            Err(e) => {
-                // The rows cannot be kept anywhere else: count them as dropped, loudly.
-                counters.written.fetch_add(count, Ordering::Relaxed);
-                counters.dropped.fetch_add(count, Ordering::Relaxed);
-                if !failing {
-                    tracing::error!(error = %e, rows = count, "analytics insert failed: rows dropped");
-                    failing = true;
-                }
+            },
+        };
+        match op {
+            Op::Event(e) => events.push(e),
+            Op::Flush(reply) => flushes.push(reply),
+        }
+        if events.len() >= BATCH {
+            break;
+        }
+    }
+    (events, flushes, disconnected)
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    region: &str,
+    events: &[Box<CacheEvent>],
+    counters: &Counters,
+    failing: &mut bool,
+) {
+    let count = events.len() as u64;
+    match insert(conn, region, events) {
+        Ok(()) => {
+            counters.written.fetch_add(count, Ordering::Relaxed);
+            if *failing {
+                tracing::info!("analytics writes recovered");
+                *failing = false;
             }
         }
-        for reply in flushes {
-            let _ = reply.send(());
+        Err(e) => {
+            // The rows cannot be kept anywhere else: count them as dropped, loudly.
+            counters.written.fetch_add(count, Ordering::Relaxed);
+            counters.dropped.fetch_add(count, Ordering::Relaxed);
+            if !*failing {
+                tracing::error!(error = %e, rows = count, "analytics insert failed: rows dropped");
+                *failing = true;
+            }
         }
     }
 }
