@@ -172,7 +172,7 @@ fn write_loop(
 fn drain(
     receiver: &mpsc::Receiver<Op>,
     first: Option<Op>,
-) -> (Vec<Box<CacheEvent>>, Vec<oneshot::Sender<()>>, bool) {
+) -> (Vec<CacheEvent>, Vec<oneshot::Sender<()>>, bool) {
     let mut events = Vec::new();
     let mut flushes = Vec::new();
     let mut next = first;
@@ -190,7 +190,7 @@ fn drain(
             },
         };
         match op {
-            Op::Event(e) => events.push(e),
+            Op::Event(e) => events.push(*e),
             Op::Flush(reply) => flushes.push(reply),
         }
         if events.len() >= BATCH {
@@ -203,7 +203,7 @@ fn drain(
 fn write_batch(
     conn: &mut Connection,
     region: &str,
-    events: &[Box<CacheEvent>],
+    events: &[CacheEvent],
     counters: &Counters,
     failing: &mut bool,
 ) {
@@ -228,7 +228,7 @@ fn write_batch(
     }
 }
 
-fn insert(conn: &mut Connection, region: &str, events: &[Box<CacheEvent>]) -> rusqlite::Result<()> {
+fn insert(conn: &mut Connection, region: &str, events: &[CacheEvent]) -> rusqlite::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
