@@ -2,18 +2,27 @@
 //!
 //! Map of the crate:
 //! - [`config`]: the typed configuration (defaults → TOML file → env), validated at start.
-//! - [`app`]: `App::build` (listener + shared state), `run_until` with graceful drain.
+//! - [`app`]: `App::build` (listener, shared state, background tasks), `run_until` with
+//!   graceful drain and final flushes.
 //! - [`http`]: the routes; `router(state)` builds them all.
 //! - [`auth`]: pass-through and managed mode; who the caller is, which key the relay sees.
 //! - [`request`]: validation of cacheable bodies (400s happen here, before the relay).
+//! - [`keying`]: normalization and the SHA-256 cache key (pure).
+//! - [`cache`]: cached answers (JSON + SSE replay), the stream recorder, single-flight,
+//!   and the tiers: L1 (moka), Redis (standalone/Cluster, breaker), SQLite (durable).
 //! - [`relay`]: the upstream client with connect / first-byte / idle timeouts.
+//! - [`analytics`]: `cache_events` rows, pricing, global counters, reports.
+//! - [`db`]: the SQLite file and its embedded migrations.
 //! - [`error`]: `ApiError`, the one OpenAI-shaped error a client can see.
 //! - [`metrics`], [`telemetry`]: Prometheus registry and logging.
 //! - [`relay_stub`]: an OpenAI-compatible stand-in relay for tests, benches and demos.
 //!
-//! A cacheable request's life, in order: `http::observe` (metrics, `x-edge-region`) →
-//! `auth` → body read under `MAX_BODY_BYTES` → `request::CacheableRequest::parse` →
-//! relay call → answer streamed back unbuffered.
+//! A cacheable request's life, in order (`http::cacheable`): `http::observe` (metrics,
+//! `x-edge-region`) → `auth` → body read under `MAX_BODY_BYTES` →
+//! `request::CacheableRequest::parse` → cache headers → `keying::cache_key` →
+//! `cache::TieredCache::get` (L1 → Redis → SQLite) → on a miss, `cache::Flights` (one
+//! relay call per key) → `relay` → answer forwarded as it arrives, recorded, stored when
+//! complete → one `analytics::CacheEvent` queued for the writer thread.
 
 pub mod app;
 pub mod auth;
