@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, Method};
 use bytes::Bytes;
@@ -22,7 +22,7 @@ use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::keying::KeyOptions;
 use crate::metrics::Metrics;
-use crate::relay::{RelayClient, RelayResponse};
+use crate::relay::{Relay, RelayResponse};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +32,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot build the relay client: {0}")]
-    Relay(#[from] reqwest::Error),
+    #[error("{0}")]
+    Relay(String),
     #[error("cannot open the SQLite database: {0}")]
     Database(#[from] crate::db::DbError),
     #[error("{0}")]
@@ -44,7 +44,7 @@ pub enum StartError {
 pub struct Shared {
     pub config: Config,
     pub auth: Authenticator,
-    pub relay: RelayClient,
+    pub relay: Arc<Relay>,
     pub metrics: Metrics,
     pub cache: TieredCache,
     pub flights: Arc<Flights>,
@@ -74,7 +74,7 @@ impl AppState {
     pub fn new(config: Config) -> Result<Self, StartError> {
         let auth =
             Authenticator::from_config(&config).map_err(|e| StartError::Setup(e.to_string()))?;
-        let relay = RelayClient::new(&config.relay)?;
+
         let region_header = HeaderValue::from_str(&config.edge_region)
             .map_err(|_| StartError::Setup("EDGE_REGION is not a valid header value".into()))?;
         let sqlite = SqliteTier::open(
@@ -83,6 +83,7 @@ impl AppState {
             Duration::from_secs(config.sqlite.cleanup_interval_secs),
         )?;
         let metrics = Metrics::new();
+        let relay = Arc::new(Relay::new(&config, metrics.relay()).map_err(StartError::Relay)?);
         let cache = TieredCache::new(
             L1Cache::new(config.cache.l1_max_bytes),
             RedisTier::from_config(&config.redis, metrics.redis_calls.clone()),
@@ -116,7 +117,7 @@ impl AppState {
         })))
     }
 
-    /// Calls the relay and records the outcome in the relay metrics.
+    /// Calls the relay (region choice, retries and relay metrics live in [`Relay`]).
     pub async fn send_to_relay(
         &self,
         method: Method,
@@ -124,22 +125,7 @@ impl AppState {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<RelayResponse, ApiError> {
-        let started = Instant::now();
-        let region = self.relay.region().clone();
-        let result = self.relay.send(method, suffix, headers, body).await;
-        let outcome = match &result {
-            Ok(r) => r.status.as_str().to_owned(),
-            Err(e) => e.code().to_owned(),
-        };
-        self.metrics
-            .relay_requests
-            .with_label_values(&[region.as_ref(), outcome.as_str()])
-            .inc();
-        self.metrics
-            .relay_latency
-            .with_label_values(&[region.as_ref()])
-            .observe(started.elapsed().as_secs_f64());
-        result
+        self.relay.send(method, suffix, headers, body).await
     }
 
     /// Counts one cacheable request by how it was answered.
@@ -155,13 +141,20 @@ impl AppState {
         for (tier, state) in self.cache.states() {
             tiers.insert(tier.into(), json!(state));
         }
+        let mut relay = serde_json::Map::new();
+        let mut any_up = false;
+        for (name, state) in self.relay.states() {
+            any_up |= state == "up";
+            relay.insert(name.to_string(), json!(state));
+        }
+        // Hits are served whatever the relay's state; misses need a region.
         Readiness {
-            ready: true,
+            ready: any_up,
             body: json!({
-                "status": "ready",
+                "status": if any_up { "ready" } else { "degraded" },
                 "region": self.config.edge_region,
                 "tiers": tiers,
-                "relay": {self.relay.region().as_ref(): "up"},
+                "relay": relay,
             }),
         }
     }
@@ -203,6 +196,12 @@ impl App {
             .map_err(|source| StartError::Bind { addr, source })?;
         let state = AppState::new(config)?;
         let background = CancellationToken::new();
+        let health = &state.config.relay.health;
+        state.relay.spawn_prober(
+            Duration::from_millis(health.probe_interval_ms),
+            Duration::from_millis(health.probe_timeout_ms),
+            background.clone(),
+        );
         if let Some(redis) = state.cache.redis() {
             if !redis.try_recover().await {
                 tracing::warn!("redis is not reachable at start: serving from SQLite until it is");

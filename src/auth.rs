@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
@@ -16,14 +16,13 @@ use crate::error::ApiError;
 pub struct Caller {
     /// Cache partition: the tenant name (managed) or `key-<hash prefix>` (pass-through).
     pub namespace: Arc<str>,
-    /// The `authorization` to send to the relay instead of the client's (managed mode).
-    pub relay_auth: Option<HeaderValue>,
+    /// Managed mode: the client's `authorization` stays here; the relay gets a pool key.
+    pub managed: bool,
 }
 
 pub enum Authenticator {
     PassThrough,
     Managed {
-        relay_auth: HeaderValue,
         /// SHA-256 of each accepted key to its tenant: lookups compare digests, not keys.
         tenants: HashMap<[u8; 32], Arc<str>>,
     },
@@ -44,22 +43,16 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 
 impl Authenticator {
     pub fn from_config(config: &Config) -> Result<Self, ApiError> {
-        let Some(relay_key) = &config.relay.api_key else {
+        if !config.is_managed() {
             return Ok(Self::PassThrough);
-        };
-        let mut relay_auth = HeaderValue::try_from(format!("Bearer {}", relay_key.expose()))
-            .map_err(|_| ApiError::Internal("RELAY_API_KEY holds invalid characters".into()))?;
-        relay_auth.set_sensitive(true);
+        }
         let tenants = config
             .auth
             .gateway_api_keys
             .iter()
             .map(|(tenant, key)| (digest(key.expose().as_bytes()), Arc::from(tenant.as_str())))
             .collect();
-        Ok(Self::Managed {
-            relay_auth,
-            tenants,
-        })
+        Ok(Self::Managed { tenants })
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
@@ -74,13 +67,10 @@ impl Authenticator {
                 };
                 Ok(Caller {
                     namespace,
-                    relay_auth: None,
+                    managed: false,
                 })
             }
-            Self::Managed {
-                relay_auth,
-                tenants,
-            } => {
+            Self::Managed { tenants } => {
                 let key = bearer(headers).ok_or(ApiError::Unauthorized(
                     "missing API key: send 'Authorization: Bearer <gateway key>'",
                 ))?;
@@ -89,7 +79,7 @@ impl Authenticator {
                     .ok_or(ApiError::Unauthorized("invalid API key"))?;
                 Ok(Caller {
                     namespace: tenant.clone(),
-                    relay_auth: Some(relay_auth.clone()),
+                    managed: true,
                 })
             }
         }
@@ -100,6 +90,8 @@ impl Authenticator {
 mod tests {
     use super::*;
     use crate::config::Secret;
+
+    use axum::http::HeaderValue;
 
     fn headers(auth: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -114,7 +106,7 @@ mod tests {
         let two = a.authenticate(&headers("Bearer sk-two")).unwrap();
         assert_ne!(one.namespace, two.namespace);
         assert!(!one.namespace.contains("sk-one"));
-        assert!(one.relay_auth.is_none());
+        assert!(!one.managed);
         assert_eq!(
             a.authenticate(&HeaderMap::new())
                 .unwrap()
@@ -125,7 +117,7 @@ mod tests {
     }
 
     #[test]
-    fn managed_mode_maps_keys_to_tenants_and_swaps_in_the_relay_key() {
+    fn managed_mode_maps_keys_to_tenants() {
         let mut config = Config::default();
         config.relay.api_key = Some(Secret::new("sk-relay"));
         config
@@ -135,7 +127,7 @@ mod tests {
         let a = Authenticator::from_config(&config).unwrap();
         let caller = a.authenticate(&headers("bearer gw-1")).unwrap();
         assert_eq!(caller.namespace.as_ref(), "acme");
-        assert_eq!(caller.relay_auth.unwrap(), "Bearer sk-relay");
+        assert!(caller.managed);
         assert!(matches!(
             a.authenticate(&headers("Bearer gw-2")),
             Err(ApiError::Unauthorized(_))

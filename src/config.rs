@@ -102,6 +102,92 @@ pub struct RelayConfig {
     pub first_byte_timeout_ms: u64,
     /// Longest silence allowed between two body chunks of a relay response.
     pub idle_timeout_ms: u64,
+    /// The relay's regional endpoints. Empty: one region `default` at `url`.
+    pub regions: Vec<RegionConfig>,
+    /// Per edge region (`EDGE_REGION`), relay region name to weight, replacing the
+    /// configured weights for the regions it names: an instance in `sin` can prefer `sin`.
+    pub weights: BTreeMap<String, BTreeMap<String, u32>>,
+    pub retry: RetryConfig,
+    pub health: HealthConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Used only while no primary region is healthy.
+    #[serde(default)]
+    pub backup: bool,
+    /// Environment variable holding this region's key (or comma-separated keys, used in
+    /// turn); else `RELAY_API_KEY`.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Resolved from `api_key_env` (or `RELAY_API_KEY`) at load; never printed.
+    #[serde(skip)]
+    pub keys: Vec<Secret>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Relay attempts per request, the first included.
+    pub max_attempts: u32,
+    /// No new attempt starts after this long since the first.
+    pub budget_ms: u64,
+    /// Exponential backoff with full jitter: base × 2^(attempt−1), at most `backoff_max_ms`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// A 429's `retry-after` up to this is waited out and retried; beyond it the client
+    /// gets the 429 with its `retry-after`.
+    pub retry_after_cap_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            budget_ms: 30_000,
+            backoff_base_ms: 25,
+            backoff_max_ms: 1_000,
+            retry_after_cap_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Consecutive failed attempts (5xx, errors) that open a region's breaker. Timeouts
+    /// and refused connections open it at once.
+    pub failure_threshold: u32,
+    /// Error ratio over the last `window` attempts that opens the breaker.
+    pub error_ratio: f64,
+    pub window: u32,
+    /// How long an open breaker waits before one trial request (half-open).
+    pub cooldown_ms: u64,
+    /// Active checks: `GET {url}/models` per region; 0 turns them off.
+    pub probe_interval_ms: u64,
+    pub probe_timeout_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 3,
+            error_ratio: 0.5,
+            window: 20,
+            cooldown_ms: 5_000,
+            probe_interval_ms: 10_000,
+            probe_timeout_ms: 2_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -218,6 +304,10 @@ impl Default for RelayConfig {
             connect_timeout_ms: 3_000,
             first_byte_timeout_ms: 120_000,
             idle_timeout_ms: 60_000,
+            regions: Vec::new(),
+            weights: BTreeMap::new(),
+            retry: RetryConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -404,23 +494,134 @@ impl Config {
         if let Some(v) = get("RUST_LOG") {
             self.log = v;
         }
+        self.resolve_regions(&get)
+    }
+
+    /// Resolves each region's `api_key_env` (the variable must exist).
+    fn resolve_regions(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for region in &mut self.relay.regions {
+            if let Some(var) = &region.api_key_env {
+                let raw = get(var).ok_or_else(|| {
+                    invalid(
+                        "relay.regions.api_key_env",
+                        format!(
+                            "region {:?}: environment variable {var} is not set",
+                            region.name
+                        ),
+                    )
+                })?;
+                region.keys = split_keys(&raw);
+            }
+        }
         Ok(())
+    }
+
+    /// The regions in use: the configured ones, or one region `default` at `RELAY_URL`.
+    /// Regions without `api_key_env` use the `RELAY_API_KEY` pool (comma-separated keys).
+    pub fn effective_regions(&self) -> Vec<RegionConfig> {
+        let shared = self
+            .relay
+            .api_key
+            .as_ref()
+            .map(|k| split_keys(k.expose()))
+            .unwrap_or_default();
+        let mut regions = if self.relay.regions.is_empty() {
+            vec![RegionConfig {
+                name: "default".into(),
+                url: self.relay.url.clone(),
+                weight: 1,
+                backup: false,
+                api_key_env: None,
+                keys: Vec::new(),
+            }]
+        } else {
+            self.relay.regions.clone()
+        };
+        for region in &mut regions {
+            if region.api_key_env.is_none() {
+                region.keys = shared.clone();
+            }
+        }
+        regions
     }
 
     /// Checks what serde cannot: ranges, URL shapes, consistency between settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let url = reqwest::Url::parse(&self.relay.url)
-            .map_err(|e| invalid("RELAY_URL", format!("{:?}: {e}", self.relay.url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("RELAY_URL", "must start with http:// or https://"));
+        check_relay_url("RELAY_URL", &self.relay.url)?;
+        let mut names = std::collections::HashSet::new();
+        let regions = self.effective_regions();
+        for region in &regions {
+            let valid_name = !region.name.is_empty()
+                && region
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name {
+                return Err(invalid(
+                    "relay.regions.name",
+                    format!("{:?}: use letters, digits, '-' or '_'", region.name),
+                ));
+            }
+            if !names.insert(region.name.as_str()) {
+                return Err(invalid(
+                    "relay.regions.name",
+                    format!("{:?} appears twice", region.name),
+                ));
+            }
+            check_relay_url("relay.regions.url", &region.url)?;
+            if region.weight == 0 {
+                return Err(invalid(
+                    "relay.regions.weight",
+                    format!("region {:?}: must be at least 1", region.name),
+                ));
+            }
+            if self.is_managed() && region.keys.is_empty() {
+                return Err(invalid(
+                    "relay.regions.api_key_env",
+                    format!("region {:?} has no key (managed mode)", region.name),
+                ));
+            }
         }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(invalid("RELAY_URL", "must not carry a query or fragment"));
+        if regions.iter().all(|r| r.backup) {
+            return Err(invalid(
+                "relay.regions.backup",
+                "at least one region must be a primary",
+            ));
+        }
+        for (edge, table) in &self.relay.weights {
+            for (name, weight) in table {
+                if !names.contains(name.as_str()) {
+                    return Err(invalid(
+                        "relay.weights",
+                        format!("[relay.weights.{edge}] names unknown relay region {name:?}"),
+                    ));
+                }
+                if *weight == 0 {
+                    return Err(invalid(
+                        "relay.weights",
+                        format!("[relay.weights.{edge}] {name}: must be at least 1"),
+                    ));
+                }
+            }
+        }
+        let retry = &self.relay.retry;
+        if retry.max_attempts == 0 {
+            return Err(invalid("relay.retry.max_attempts", "must be at least 1"));
+        }
+        let health = &self.relay.health;
+        if !(0.0..=1.0).contains(&health.error_ratio)
+            || health.window == 0
+            || health.failure_threshold == 0
+        {
+            return Err(invalid(
+                "relay.health",
+                "error_ratio must be within 0..=1, window and failure_threshold at least 1",
+            ));
         }
         if self.relay.api_key.as_ref().is_some_and(|k| k.0.is_empty()) {
             return Err(invalid("RELAY_API_KEY", "must not be empty"));
         }
-        if self.relay.api_key.is_some() && self.auth.gateway_api_keys.is_empty() {
+        if self.is_managed() && self.auth.gateway_api_keys.is_empty() {
             return Err(invalid(
                 "GATEWAY_API_KEYS",
                 "managed mode (RELAY_API_KEY set) needs at least one tenant:key",
@@ -534,10 +735,40 @@ impl Config {
         Ok(())
     }
 
-    /// Pass-through mode forwards the client's own key; managed mode swaps in ours.
+    /// Pass-through mode forwards the client's own key; managed mode swaps in ours
+    /// (`RELAY_API_KEY`, or a region's `api_key_env`).
     pub fn is_managed(&self) -> bool {
-        self.relay.api_key.is_some()
+        self.relay.api_key.is_some() || self.relay.regions.iter().any(|r| r.api_key_env.is_some())
     }
+
+    /// The weight of each region for this edge region (its table, else the configured one).
+    pub fn region_weight(&self, region: &RegionConfig) -> u32 {
+        self.relay
+            .weights
+            .get(&self.edge_region)
+            .and_then(|t| t.get(&region.name))
+            .copied()
+            .unwrap_or(region.weight)
+    }
+}
+
+fn split_keys(raw: &str) -> Vec<Secret> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| Secret(k.to_owned()))
+        .collect()
+}
+
+fn check_relay_url(key: &'static str, raw: &str) -> Result<(), ConfigError> {
+    let url = reqwest::Url::parse(raw).map_err(|e| invalid(key, format!("{raw:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(key, "must start with http:// or https://"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(key, "must not carry a query or fragment"));
+    }
+    Ok(())
 }
 
 fn parse_api_keys(raw: &str) -> Result<BTreeMap<String, Secret>, ConfigError> {

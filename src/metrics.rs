@@ -23,6 +23,9 @@ pub struct Metrics {
     pub analytics_queue_depth: IntGauge,
     pub analytics_written: IntCounter,
     pub analytics_dropped: IntCounter,
+    pub relay_breaker_state: IntGaugeVec,
+    pub relay_keys_revoked: IntCounterVec,
+    pub relay_retries: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -121,6 +124,30 @@ impl Metrics {
             "Analytics events lost (queue full or insert failed)",
         )
         .expect("valid metric");
+        let relay_breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "relay_breaker_state",
+                "Relay region breaker: 0 closed, 1 half-open, 2 open",
+            ),
+            &["region"],
+        )
+        .expect("valid metric");
+        let relay_keys_revoked = IntCounterVec::new(
+            Opts::new(
+                "relay_keys_revoked_total",
+                "Relay keys taken out of a region's pool after a 401/403",
+            ),
+            &["region"],
+        )
+        .expect("valid metric");
+        let relay_retries = IntCounterVec::new(
+            Opts::new(
+                "relay_retries_total",
+                "Relay attempts retried after a failure, by the region that failed",
+            ),
+            &["region"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
@@ -136,6 +163,9 @@ impl Metrics {
             Box::new(analytics_queue_depth.clone()),
             Box::new(analytics_written.clone()),
             Box::new(analytics_dropped.clone()),
+            Box::new(relay_breaker_state.clone()),
+            Box::new(relay_keys_revoked.clone()),
+            Box::new(relay_retries.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -155,6 +185,19 @@ impl Metrics {
             analytics_queue_depth,
             analytics_written,
             analytics_dropped,
+            relay_breaker_state,
+            relay_keys_revoked,
+            relay_retries,
+        }
+    }
+
+    pub fn relay(&self) -> crate::relay::RelayMetrics {
+        crate::relay::RelayMetrics {
+            requests: self.relay_requests.clone(),
+            latency: self.relay_latency.clone(),
+            breaker_state: self.relay_breaker_state.clone(),
+            keys_revoked: self.relay_keys_revoked.clone(),
+            retries: self.relay_retries.clone(),
         }
     }
 

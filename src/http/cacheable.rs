@@ -114,7 +114,7 @@ async fn handle_inner(
         namespace: namespace.clone(),
         ttl: controls.ttl,
         stream: request.stream,
-        relay_headers: request_headers_for_relay(&parts.headers, caller.relay_auth.as_ref(), true),
+        relay_headers: request_headers_for_relay(&parts.headers, caller.managed, true),
         raw: raw.clone(),
     };
 

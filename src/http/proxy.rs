@@ -26,7 +26,7 @@ async fn forward_inner(state: &AppState, request: Request) -> Result<Response, A
         .path_and_query()
         .map_or(parts.uri.path(), |pq| pq.as_str());
     let suffix = path_and_query.strip_prefix("/v1").unwrap_or(path_and_query);
-    let headers = request_headers_for_relay(&parts.headers, caller.relay_auth.as_ref(), false);
+    let headers = request_headers_for_relay(&parts.headers, caller.managed, false);
     let relay = state
         .send_to_relay(parts.method, suffix, headers, body)
         .await?;

@@ -2,7 +2,7 @@
 //! connection and never travel on; our own cache-control headers stop here; the client's
 //! `authorization` reaches the relay only in pass-through mode.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, header};
 
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -31,12 +31,12 @@ fn connection_listed(headers: &HeaderMap, name: &HeaderName) -> bool {
 }
 
 /// Headers to send to the relay: the client's, less hop-by-hop ones, `host` and
-/// `content-length` (the HTTP client sets both), our `x-cache-*` controls and the
-/// client's `authorization`, which is replaced by `relay_auth` when given.
+/// `content-length` (the HTTP client sets both), our `x-cache-*` controls, and in
+/// managed mode the client's `authorization` (the relay gets a pool key instead).
 /// `identity_encoding` asks the relay for an uncompressed body (the gateway must read it).
 pub fn request_headers_for_relay(
     incoming: &HeaderMap,
-    relay_auth: Option<&HeaderValue>,
+    managed: bool,
     identity_encoding: bool,
 ) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(incoming.len());
@@ -45,17 +45,12 @@ pub fn request_headers_for_relay(
             || name == header::HOST
             || name == header::CONTENT_LENGTH
             || (identity_encoding && name == header::ACCEPT_ENCODING)
-            || (relay_auth.is_some() && name == header::AUTHORIZATION)
+            || (managed && name == header::AUTHORIZATION)
             || name.as_str().starts_with("x-cache-")
             || connection_listed(incoming, name);
         if !drop {
             out.append(name.clone(), value.clone());
         }
-    }
-    if let Some(auth) = relay_auth {
-        let mut auth = auth.clone();
-        auth.set_sensitive(true);
-        out.insert(header::AUTHORIZATION, auth);
     }
     out
 }
@@ -74,6 +69,7 @@ pub fn response_headers_for_client(relay: &HeaderMap) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
@@ -95,23 +91,21 @@ mod tests {
             ("accept", "application/json"),
             ("openai-organization", "org"),
         ]);
-        let out = request_headers_for_relay(&h, None, false);
+        let out = request_headers_for_relay(&h, false, false);
         let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["accept", "openai-organization"]);
     }
 
     #[test]
-    fn managed_auth_replaces_the_client_key() {
+    fn managed_mode_keeps_the_client_key_from_the_relay() {
         let h = map(&[
             ("authorization", "Bearer client"),
             ("accept-encoding", "gzip"),
         ]);
-        let relay = HeaderValue::from_static("Bearer relay");
-        let out = request_headers_for_relay(&h, Some(&relay), true);
-        assert_eq!(out.get_all(header::AUTHORIZATION).iter().count(), 1);
-        assert_eq!(out[header::AUTHORIZATION], "Bearer relay");
+        let out = request_headers_for_relay(&h, true, true);
+        assert!(out.get(header::AUTHORIZATION).is_none());
         assert!(out.get(header::ACCEPT_ENCODING).is_none());
-        let passthrough = request_headers_for_relay(&h, None, false);
+        let passthrough = request_headers_for_relay(&h, false, false);
         assert_eq!(passthrough[header::AUTHORIZATION], "Bearer client");
         assert_eq!(passthrough[header::ACCEPT_ENCODING], "gzip");
     }

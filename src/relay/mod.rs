@@ -1,8 +1,15 @@
-//! The upstream side: forwarding a request to the relay and streaming its answer back,
-//! with separate connect, first-byte and idle-between-chunks timeouts.
+//! The upstream side: the relay's regional endpoints chosen by weight, with breakers,
+//! active health checks, key pools and retries; answers streamed back with separate
+//! connect, first-byte and idle-between-chunks timeouts.
 
+mod breaker;
 mod client;
 mod headers;
+mod keys;
+mod picker;
 
-pub use client::{RelayBody, RelayClient, RelayResponse};
+pub use breaker::{Breaker, BreakerState};
+pub use client::{Region, Relay, RelayBody, RelayMetrics, RelayResponse};
 pub use headers::{is_hop_by_hop, request_headers_for_relay, response_headers_for_client};
+pub use keys::{KeyPool, retry_after};
+pub use picker::SmoothWeighted;

@@ -281,7 +281,8 @@ fn key_for(body: &Value) -> CacheKey {
 
 #[tokio::test]
 async fn followers_of_a_failed_leader_get_the_same_error_and_nothing_is_cached() {
-    let app = spawn_app().await;
+    // One attempt: the leader's failure is final (retries are the relay tests' subject).
+    let app = spawn_app_with(|c| c.relay.retry.max_attempts = 1).await;
     app.stub.set(Behavior {
         hold: true,
         status: Some(500),
@@ -324,7 +325,7 @@ async fn followers_of_a_failed_leader_get_the_same_error_and_nothing_is_cached()
 
 #[tokio::test]
 async fn relay_errors_and_broken_streams_are_never_cached() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| c.relay.retry.max_attempts = 1).await;
     app.stub.set(Behavior {
         status: Some(503),
         fail_times: Some(1),

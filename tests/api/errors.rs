@@ -89,14 +89,19 @@ async fn oversized_bodies_get_413_declared_or_streamed() {
 }
 
 #[tokio::test]
-async fn refused_relay_connection_is_502() {
+async fn refused_relay_connection_is_502_then_503_while_the_region_is_down() {
     let app =
         spawn_app_with(|c| c.relay.url = format!("http://127.0.0.1:{}/v1", closed_port())).await;
     let response = app.chat(&chat_body("hi")).await;
     assert_eq!(response.status(), 502);
     assert_eq!(error_code(response).await, "relay_unreachable");
+    // The refused connection opened the region's breaker: no healthy region is left.
     let response = app.get("/v1/models").await;
-    assert_eq!(response.status(), 502);
+    assert_eq!(response.status(), 503);
+    assert_eq!(error_code(response).await, "no_healthy_relay");
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    assert_eq!(json_of(ready).await["relay"]["default"], "down");
 }
 
 #[tokio::test]

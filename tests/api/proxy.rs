@@ -117,7 +117,12 @@ async fn hop_by_hop_headers_do_not_reach_the_relay() {
 
 #[tokio::test]
 async fn relay_error_statuses_pass_through_as_sent() {
-    let app = spawn_app().await;
+    // One attempt and a patient breaker: this is about pass-through, not retries.
+    let app = spawn_app_with(|c| {
+        c.relay.retry.max_attempts = 1;
+        c.relay.health.failure_threshold = 100;
+    })
+    .await;
     for (status, retry_after) in [
         (400, None),
         (404, None),
