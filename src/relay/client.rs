@@ -166,8 +166,9 @@ impl Relay {
         }
     }
 
-    /// The region for the next attempt: an untried available primary, else any available
-    /// primary (a retry), else a backup.
+    /// The region for the next attempt: an untried available primary; else an untried
+    /// backup (this request found no primary that works); else a tried primary again,
+    /// then a tried backup. So backups carry traffic only while primaries fail.
     fn choose(&self, tried: &[bool]) -> Option<usize> {
         let now = Instant::now();
         let available = |i: usize| {
@@ -184,8 +185,8 @@ impl Relay {
                 let backup = |i: usize| self.regions[i].backup && available(i);
                 picker
                     .pick(&self.weights, |i| primary(i) && !tried[i])
-                    .or_else(|| picker.pick(&self.weights, primary))
                     .or_else(|| picker.pick(&self.weights, |i| backup(i) && !tried[i]))
+                    .or_else(|| picker.pick(&self.weights, primary))
                     .or_else(|| picker.pick(&self.weights, backup))
             }?;
             let (granted, transition) = self.regions[chosen].breaker.try_acquire(now);
@@ -412,7 +413,10 @@ impl Relay {
                             region.breaker.probe_succeeded(now)
                         }
                         Ok(_) => relay.report(region, region.breaker.on_failure(now, false)),
-                        Err(_) => relay.report(region, region.breaker.on_failure(now, true)),
+                        Err(e) => {
+                            tracing::debug!(region = %region.name, error = ?e, "relay probe failed");
+                            relay.report(region, region.breaker.on_failure(now, true));
+                        }
                     }
                 }
             }

@@ -44,6 +44,8 @@ pub struct Behavior {
     pub garbage: bool,
     /// Before answering, wait until [`RelayStub::release`] is called.
     pub hold: bool,
+    /// Answer 401 to requests whose `authorization` is `Bearer <one of these>`.
+    pub reject_keys: Vec<String>,
 }
 
 #[derive(Default)]
@@ -53,6 +55,7 @@ struct StubState {
     calls: Mutex<HashMap<String, u64>>,
     total: AtomicU64,
     last_headers: Mutex<Option<HeaderMap>>,
+    authorizations: Mutex<Vec<String>>,
     last_body: Mutex<Option<Bytes>>,
     /// Body bytes of the last answer, exactly as sent (streams: every frame so far).
     last_sent: Mutex<Vec<u8>>,
@@ -117,6 +120,11 @@ impl RelayStub {
 
     pub fn last_headers(&self) -> Option<HeaderMap> {
         lock(&self.state.last_headers).clone()
+    }
+
+    /// Every `authorization` header received, in order.
+    pub fn authorizations(&self) -> Vec<String> {
+        lock(&self.state.authorizations).clone()
     }
 
     pub fn last_body(&self) -> Option<Bytes> {
@@ -192,6 +200,13 @@ async fn intake(state: &StubState, request: Request) -> Result<(Behavior, Value)
     *lock(&state.calls)
         .entry(parts.uri.path().to_owned())
         .or_default() += 1;
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    lock(&state.authorizations).push(authorization.clone());
     *lock(&state.last_headers) = Some(parts.headers);
     *lock(&state.last_body) = Some(body.clone());
     let behavior = lock(&state.behavior).clone();
@@ -203,6 +218,17 @@ async fn intake(state: &StubState, request: Request) -> Result<(Behavior, Value)
     }
     if behavior.hold {
         state.gate.notified().await;
+    }
+    if let Some(key) = authorization.strip_prefix("Bearer ")
+        && behavior.reject_keys.iter().any(|k| k == key)
+    {
+        let mut response = json_answer(
+            state,
+            &json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                    "param": null, "code": "invalid_api_key"}}),
+        );
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return Err(response);
     }
     if let Some(status) = behavior.status {
         let sent = state.failures_sent.fetch_add(1, Ordering::SeqCst);

@@ -11,6 +11,7 @@ mod errors;
 mod health;
 mod proxy;
 mod redis_server;
+mod regions;
 mod shutdown;
 mod streaming;
 mod tiers;
