@@ -141,7 +141,7 @@ fn services(doc: &Yaml) -> BTreeMap<String, Yaml> {
     let mut out = BTreeMap::new();
     for (name, service) in doc["services"].as_hash().expect("services") {
         let mut merged = yaml_rust2::yaml::Hash::new();
-        if let Some(base) = service[&*"<<"].as_hash() {
+        if let Some(base) = service["<<"].as_hash() {
             merged.extend(base.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         for (k, v) in service.as_hash().unwrap() {
