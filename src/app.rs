@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, Method};
@@ -21,6 +22,7 @@ use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::keying::KeyOptions;
+use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::relay::{Relay, RelayResponse};
 
@@ -50,6 +52,9 @@ pub struct Shared {
     pub flights: Arc<Flights>,
     pub key_options: KeyOptions,
     pub analytics: Analytics,
+    pub limits: RateLimits,
+    /// `/v1/*` requests being served now (the in-flight limit).
+    pub in_flight: AtomicUsize,
     /// `x-edge-region`, built once.
     pub region_header: HeaderValue,
 }
@@ -104,6 +109,7 @@ impl AppState {
         let key_options = KeyOptions {
             case_insensitive: config.normalize.case_insensitive,
         };
+        let limits = RateLimits::new(&config.rate_limit);
         Ok(Self(Arc::new(Shared {
             config,
             auth,
@@ -113,6 +119,8 @@ impl AppState {
             flights: Arc::new(Flights::default()),
             key_options,
             analytics,
+            limits,
+            in_flight: AtomicUsize::new(0),
             region_header,
         })))
     }
@@ -126,6 +134,28 @@ impl AppState {
         body: Bytes,
     ) -> Result<RelayResponse, ApiError> {
         self.relay.send(method, suffix, headers, body).await
+    }
+
+    /// Reads a request body under the size limit and the body timeout.
+    pub async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: axum::body::Body,
+    ) -> Result<Bytes, ApiError> {
+        crate::http::read_body(
+            headers,
+            body,
+            self.config.server.max_body_bytes,
+            Duration::from_millis(self.config.server.body_timeout_ms),
+        )
+        .await
+    }
+
+    /// Takes one request from the caller's rate-limit bucket.
+    pub fn rate_limit(&self, caller: &Arc<str>) -> Result<(), ApiError> {
+        self.limits
+            .check(caller)
+            .inspect_err(|_| self.metrics.rate_limited.inc())
     }
 
     /// Counts one cacheable request by how it was answered.
@@ -196,6 +226,17 @@ impl App {
             .map_err(|source| StartError::Bind { addr, source })?;
         let state = AppState::new(config)?;
         let background = CancellationToken::new();
+        if state.limits.is_enabled() {
+            let (state, stop) = (state.clone(), background.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(60)) => state.limits.shrink(),
+                    }
+                }
+            });
+        }
         let health = &state.config.relay.health;
         state.relay.spawn_prober(
             Duration::from_millis(health.probe_interval_ms),

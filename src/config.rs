@@ -69,6 +69,8 @@ pub struct Config {
     pub redis: RedisConfig,
     pub sqlite: SqliteConfig,
     pub analytics: AnalyticsConfig,
+    pub rate_limit: RateLimitConfig,
+    pub privacy: PrivacyConfig,
     /// Model name to USD per million input/output tokens; adds to and overrides the
     /// built-in table.
     pub pricing: BTreeMap<String, crate::analytics::ModelPrice>,
@@ -88,6 +90,40 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long SIGTERM waits for in-flight requests before giving up on them.
     pub shutdown_grace_secs: u64,
+    /// `/v1/*` requests in flight beyond this are shed with 503 before the process degrades.
+    pub max_in_flight: usize,
+    /// A request body must arrive within this (slow-loris bodies are cut with 408).
+    pub body_timeout_ms: u64,
+    /// Requests with more headers, or more header bytes, get 431.
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Per client key (pass-through) or tenant (managed); 0 turns limiting off.
+    pub requests_per_second: u32,
+    /// Requests allowed at once above the steady rate.
+    pub burst: u32,
+    /// Cache hits do not count against the limit (only relay calls do).
+    pub exempt_cache_hits: bool,
+    /// Per-tenant limits that replace the default for that tenant.
+    pub tenants: BTreeMap<String, TenantLimit>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimit {
+    pub requests_per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Log prompts and answers (debugging only; off by default: they are users' data).
+    pub log_payloads: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -277,6 +313,8 @@ impl Default for Config {
             redis: RedisConfig::default(),
             sqlite: SqliteConfig::default(),
             analytics: AnalyticsConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            privacy: PrivacyConfig::default(),
             pricing: BTreeMap::new(),
             edge_region: "local".into(),
             admin_token: None,
@@ -292,6 +330,10 @@ impl Default for ServerConfig {
             bind: IpAddr::from([0, 0, 0, 0]),
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_secs: 30,
+            max_in_flight: 4_096,
+            body_timeout_ms: 30_000,
+            max_headers: 100,
+            max_header_bytes: 32 * 1024,
         }
     }
 }
@@ -653,6 +695,13 @@ impl Config {
             ),
             ("L1_MAX_BYTES", self.cache.l1_max_bytes),
             ("MAX_BODY_BYTES", self.server.max_body_bytes as u64),
+            ("server.max_in_flight", self.server.max_in_flight as u64),
+            ("server.body_timeout_ms", self.server.body_timeout_ms),
+            ("server.max_headers", self.server.max_headers as u64),
+            (
+                "server.max_header_bytes",
+                self.server.max_header_bytes as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0"));
@@ -718,6 +767,30 @@ impl Config {
             && ns.is_empty()
         {
             return Err(invalid("cache.shared_namespace", "must not be empty"));
+        }
+        let limits = std::iter::once((
+            "rate_limit",
+            self.rate_limit.requests_per_second,
+            self.rate_limit.burst,
+        ))
+        .chain(
+            self.rate_limit
+                .tenants
+                .values()
+                .map(|t| ("rate_limit.tenants", t.requests_per_second, t.burst)),
+        );
+        for (key, rps, burst) in limits {
+            if rps > 0 && burst == 0 {
+                return Err(invalid(key, "burst must be at least 1 when a rate is set"));
+            }
+        }
+        for tenant in self.rate_limit.tenants.keys() {
+            if self.is_managed() && !self.auth.gateway_api_keys.contains_key(tenant) {
+                return Err(invalid(
+                    "rate_limit.tenants",
+                    format!("{tenant:?} is not a tenant of GATEWAY_API_KEYS"),
+                ));
+            }
         }
         for (model, price) in &self.pricing {
             if !(price.input.is_finite() && price.output.is_finite())

@@ -22,6 +22,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("rate limit reached; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("the gateway is at capacity; retry shortly")]
+    Overloaded,
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    #[error("request headers too large: {0}")]
+    HeadersTooLarge(&'static str),
     #[error("no route for {0}")]
     NotFound(String),
     #[error("admin API is disabled (ADMIN_TOKEN is not set)")]
@@ -55,6 +61,9 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound(_) | Self::AdminDisabled => StatusCode::NOT_FOUND,
             Self::RelayUnreachable(_) | Self::RelayBadResponse(_) => StatusCode::BAD_GATEWAY,
             Self::NoHealthyRelay => StatusCode::SERVICE_UNAVAILABLE,
@@ -69,6 +78,9 @@ impl ApiError {
             Self::Unauthorized(_) => ("invalid_request_error", "invalid_api_key"),
             Self::PayloadTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             Self::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
+            Self::Overloaded => ("api_error", "overloaded"),
+            Self::RequestTimeout => ("invalid_request_error", "request_timeout"),
+            Self::HeadersTooLarge(_) => ("invalid_request_error", "headers_too_large"),
             Self::NotFound(_) => ("invalid_request_error", "not_found"),
             Self::AdminDisabled => ("invalid_request_error", "admin_disabled"),
             Self::RelayUnreachable(_) => ("api_error", "relay_unreachable"),
@@ -96,10 +108,15 @@ impl IntoResponse for ApiError {
             "error": {"message": self.to_string(), "type": kind, "param": param, "code": code}
         });
         let mut response = (self.status(), axum::Json(body)).into_response();
-        if let Self::RateLimited { retry_after_secs } = self {
+        let retry_after = match self {
+            Self::RateLimited { retry_after_secs } => Some(retry_after_secs),
+            Self::Overloaded => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -43,3 +43,4 @@ pub mod analytics;
 pub mod cache;
 pub mod db;
 pub mod keying;
+pub mod limits;

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub relay_breaker_state: IntGaugeVec,
     pub relay_keys_revoked: IntCounterVec,
     pub relay_retries: IntCounterVec,
+    pub shed: IntCounter,
+    pub rate_limited: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -148,6 +150,16 @@ impl Metrics {
             &["region"],
         )
         .expect("valid metric");
+        let shed = IntCounter::new(
+            "requests_shed_total",
+            "Requests refused with 503 because max_in_flight was reached",
+        )
+        .expect("valid metric");
+        let rate_limited = IntCounter::new(
+            "rate_limited_total",
+            "Requests refused with 429 by the per-client rate limit",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
@@ -166,6 +178,8 @@ impl Metrics {
             Box::new(relay_breaker_state.clone()),
             Box::new(relay_keys_revoked.clone()),
             Box::new(relay_retries.clone()),
+            Box::new(shed.clone()),
+            Box::new(rate_limited.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -188,6 +202,8 @@ impl Metrics {
             relay_breaker_state,
             relay_keys_revoked,
             relay_retries,
+            shed,
+            rate_limited,
         }
     }
 

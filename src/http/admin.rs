@@ -124,3 +124,20 @@ pub async fn analytics(
         Err(e) => ApiError::Internal(e.to_string()).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn compares_every_byte() {
+        let a = [7u8; 32];
+        let mut b = a;
+        assert!(constant_time_eq(&a, &b));
+        b[31] ^= 1;
+        assert!(!constant_time_eq(&a, &b));
+        b = a;
+        b[0] ^= 0x80;
+        assert!(!constant_time_eq(&a, &b));
+    }
+}

@@ -7,6 +7,19 @@ use bytes::Bytes;
 
 use crate::error::ApiError;
 
+/// Reads the whole body: at most `limit` bytes, within `timeout` (slow-loris bodies are
+/// cut with 408 instead of holding a worker).
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    tokio::time::timeout(timeout, read_limited(headers, body, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+}
+
 pub async fn read_limited(
     headers: &HeaderMap,
     body: Body,

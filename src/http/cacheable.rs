@@ -31,7 +31,7 @@ use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::http::cache_control::CacheControls;
 use crate::http::request_log::RequestLog;
-use crate::http::{X_CACHE, X_CACHE_KEY, X_CACHE_TIER, X_RELAY_REGION, read_limited};
+use crate::http::{X_CACHE, X_CACHE_KEY, X_CACHE_TIER, X_RELAY_REGION};
 use crate::keying::{CacheKey, cache_key};
 use crate::relay::{
     RelayBody, RelayResponse, request_headers_for_relay, response_headers_for_client,
@@ -73,6 +73,8 @@ fn outcome_of(tier: Tier) -> Outcome {
 /// Everything a miss needs to call the relay and store the answer.
 struct Miss {
     state: AppState,
+    /// Rate-limit bucket of the caller (their namespace before partitioning).
+    caller: Arc<str>,
     endpoint: Endpoint,
     key: CacheKey,
     namespace: Arc<str>,
@@ -95,9 +97,15 @@ async fn handle_inner(
     let (parts, body) = request.into_parts();
     let caller: Caller = state.auth.authenticate(&parts.headers)?;
     log.namespace = caller.namespace.clone();
-    let raw = read_limited(&parts.headers, body, state.config.server.max_body_bytes).await?;
+    if !state.limits.exempt_cache_hits {
+        state.rate_limit(&caller.namespace)?;
+    }
+    let raw = state.read_body(&parts.headers, body).await?;
     let request = CacheableRequest::parse(endpoint, &raw)?;
     log.model = Arc::from(request.model.as_str());
+    if state.config.privacy.log_payloads {
+        tracing::info!(target: "edge_gateway::payload", namespace = %caller.namespace, body = %String::from_utf8_lossy(&raw[..raw.len().min(4096)]), "request payload (privacy.log_payloads)");
+    }
     let controls = CacheControls::from_headers(&parts.headers, &state.config.cache)?;
     let namespace = controls.namespace(
         &caller.namespace,
@@ -109,6 +117,7 @@ async fn handle_inner(
 
     let miss = |state: AppState| Miss {
         state,
+        caller: caller.namespace.clone(),
         endpoint,
         key,
         namespace: namespace.clone(),
@@ -238,6 +247,12 @@ impl Miss {
         x_cache: HeaderValue,
         log: &mut RequestLog,
     ) -> Result<Response, ApiError> {
+        if self.state.limits.exempt_cache_hits
+            && let Err(limited) = self.state.rate_limit(&self.caller)
+        {
+            settle(guard, FlightOutcome::Failed(limited.clone()));
+            return Err(limited);
+        }
         let relay = match self
             .state
             .send_to_relay(
@@ -308,6 +323,9 @@ impl Miss {
             self.ttl,
         ));
         log.spent(&self.state, answer.usage);
+        if self.state.config.privacy.log_payloads {
+            tracing::info!(target: "edge_gateway::payload", key = %self.key, answer = %String::from_utf8_lossy(&body[..body.len().min(4096)]), "relay answer (privacy.log_payloads)");
+        }
         if store {
             self.state.cache.put(self.key, answer.clone()).await;
         }

@@ -5,6 +5,7 @@ mod admin;
 mod body;
 mod cache_control;
 mod cacheable;
+mod guard;
 mod headers;
 mod health;
 mod observe;
@@ -16,7 +17,7 @@ use axum::routing::{any, get, post};
 
 use crate::app::AppState;
 
-pub use body::read_limited;
+pub use body::{read_body, read_limited};
 pub use headers::*;
 
 pub fn router(state: AppState) -> Router {
@@ -42,6 +43,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
         ))
         .fallback(health::not_found)
         .with_state(state)

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::http::{X_RELAY_REGION, read_limited};
+use crate::http::X_RELAY_REGION;
 use crate::relay::{RelayResponse, request_headers_for_relay, response_headers_for_client};
 
 pub async fn forward(State(state): State<AppState>, request: Request) -> Response {
@@ -20,7 +20,8 @@ pub async fn forward(State(state): State<AppState>, request: Request) -> Respons
 async fn forward_inner(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let caller = state.auth.authenticate(&parts.headers)?;
-    let body = read_limited(&parts.headers, body, state.config.server.max_body_bytes).await?;
+    state.rate_limit(&caller.namespace)?;
+    let body = state.read_body(&parts.headers, body).await?;
     let path_and_query = parts
         .uri
         .path_and_query()

@@ -265,6 +265,20 @@ impl GatewayProcess {
     pub fn drain_output(&self) -> Vec<String> {
         self.output.try_iter().collect()
     }
+
+    /// Everything the process printed, until both pipes close (call after it exited).
+    pub fn output_until_closed(&self) -> Vec<String> {
+        let start = Instant::now();
+        let mut lines = Vec::new();
+        loop {
+            let remaining = DEADLINE.saturating_sub(start.elapsed());
+            match self.output.recv_timeout(remaining) {
+                Ok(line) => lines.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return lines,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("output pipes did not close"),
+            }
+        }
+    }
 }
 
 impl Drop for GatewayProcess {
