@@ -78,8 +78,8 @@ fn row(region: String, c: &Counts) -> GlobalRow {
             0.0
         },
         tokens_saved: c.tokens_saved,
-        usd_saved: c.saved_micro_usd as f64 / 1e6,
-        usd_spent: c.spent_micro_usd as f64 / 1e6,
+        usd_saved: c.saved_nano_usd as f64 / 1e9,
+        usd_spent: c.spent_nano_usd as f64 / 1e9,
     }
 }
 
@@ -94,8 +94,8 @@ pub async fn global_report(redis: &RedisTier, request: &Request) -> Result<Globa
             total.requests += c.requests;
             total.hits += c.hits;
             total.tokens_saved += c.tokens_saved;
-            total.saved_micro_usd += c.saved_micro_usd;
-            total.spent_micro_usd += c.spent_micro_usd;
+            total.saved_nano_usd += c.saved_nano_usd;
+            total.spent_nano_usd += c.spent_nano_usd;
             row(region, &c)
         })
         .collect();

@@ -23,9 +23,10 @@ pub struct Counts {
     pub requests: i64,
     pub hits: i64,
     pub tokens_saved: i64,
-    /// Micro-dollars, so Redis can add them as integers.
-    pub saved_micro_usd: i64,
-    pub spent_micro_usd: i64,
+    /// Nano-dollars, so Redis adds them as exact integers (a small request costs a
+    /// few micro-dollars: coarser units would round every event).
+    pub saved_nano_usd: i64,
+    pub spent_nano_usd: i64,
 }
 
 impl Counts {
@@ -33,8 +34,8 @@ impl Counts {
         "requests",
         "hits",
         "tokens_saved",
-        "saved_micro_usd",
-        "spent_micro_usd",
+        "saved_nano_usd",
+        "spent_nano_usd",
     ];
 
     fn values(&self) -> [i64; 5] {
@@ -42,8 +43,8 @@ impl Counts {
             self.requests,
             self.hits,
             self.tokens_saved,
-            self.saved_micro_usd,
-            self.spent_micro_usd,
+            self.saved_nano_usd,
+            self.spent_nano_usd,
         ]
     }
 
@@ -51,8 +52,8 @@ impl Counts {
         self.requests += other.requests;
         self.hits += other.hits;
         self.tokens_saved += other.tokens_saved;
-        self.saved_micro_usd += other.saved_micro_usd;
-        self.spent_micro_usd += other.spent_micro_usd;
+        self.saved_nano_usd += other.saved_nano_usd;
+        self.spent_nano_usd += other.spent_nano_usd;
     }
 
     fn set(&mut self, field: &str, value: i64) {
@@ -60,8 +61,8 @@ impl Counts {
             "requests" => self.requests = value,
             "hits" => self.hits = value,
             "tokens_saved" => self.tokens_saved = value,
-            "saved_micro_usd" => self.saved_micro_usd = value,
-            "spent_micro_usd" => self.spent_micro_usd = value,
+            "saved_nano_usd" => self.saved_nano_usd = value,
+            "spent_nano_usd" => self.spent_nano_usd = value,
             _ => {}
         }
     }
@@ -97,8 +98,8 @@ impl GlobalCounters {
             } else {
                 0
             },
-            saved_micro_usd: (event.saved_usd * 1e6).round() as i64,
-            spent_micro_usd: (event.cost_usd * 1e6).round() as i64,
+            saved_nano_usd: (event.saved_usd * 1e9).round() as i64,
+            spent_nano_usd: (event.cost_usd * 1e9).round() as i64,
         };
         self.lock()
             .entry(event.ts_ms / HOUR_MS * HOUR_MS)

@@ -34,6 +34,13 @@ impl Connection {
             Self::Cluster(c) => cmd.query_async(c).await,
         }
     }
+
+    async fn query_pipeline(&mut self, pipe: &redis::Pipeline) -> RedisResult<()> {
+        match self {
+            Self::Single(c) => pipe.query_async(c).await,
+            Self::Cluster(c) => pipe.query_async(c).await,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -301,21 +308,69 @@ impl RedisTier {
         self.call("stats", cmd).await
     }
 
-    /// Adds each `(field, delta)` to the hash at `key` and keeps it `ttl_secs`.
+    /// Adds each `(field, delta)` to the hash at `key` and keeps it `ttl_secs`, in one
+    /// MULTI/EXEC: a reader never sees some fields of a flush without the others. One
+    /// key, so one Cluster slot.
     pub async fn add_to_hash(
         &self,
         key: &str,
         fields: &[(&str, i64)],
         ttl_secs: u64,
     ) -> Result<(), RedisUnavailable> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
         for (field, delta) in fields.iter().filter(|(_, d)| *d != 0) {
-            let mut cmd = redis::cmd("HINCRBY");
-            cmd.arg(key).arg(*field).arg(*delta);
-            self.call::<i64>("stats", cmd).await?;
+            pipe.cmd("HINCRBY")
+                .arg(key)
+                .arg(*field)
+                .arg(*delta)
+                .ignore();
         }
-        let mut cmd = redis::cmd("EXPIRE");
-        cmd.arg(key).arg(ttl_secs);
-        self.call::<i64>("stats", cmd).await.map(drop)
+        pipe.cmd("EXPIRE").arg(key).arg(ttl_secs).ignore();
+        self.call_pipeline("stats", &pipe).await
+    }
+
+    async fn call_pipeline(
+        &self,
+        op: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<(), RedisUnavailable> {
+        let count = |outcome: &str| self.inner.calls.with_label_values(&[op, outcome]).inc();
+        if !self.is_up() {
+            count("skipped_down");
+            return Err(RedisUnavailable::Down);
+        }
+        let connection = self
+            .inner
+            .connection
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(mut connection) = connection else {
+            return Err(RedisUnavailable::Down);
+        };
+        let result =
+            match tokio::time::timeout(self.inner.timeout, connection.query_pipeline(pipe)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) if e.is_timeout() => Err(RedisUnavailable::Timeout),
+                Ok(Err(e)) => Err(RedisUnavailable::Error(e)),
+                Err(_) => Err(RedisUnavailable::Timeout),
+            };
+        match &result {
+            Ok(()) => {
+                count("ok");
+                self.record_success();
+            }
+            Err(e) => {
+                count(if matches!(e, RedisUnavailable::Timeout) {
+                    "timeout"
+                } else {
+                    "error"
+                });
+                self.record_failure(e);
+            }
+        }
+        result
     }
 
     pub async fn hash_all(&self, key: &str) -> Result<Vec<(String, i64)>, RedisUnavailable> {
