@@ -1,0 +1,212 @@
+//! Fuzzing of everything that parses untrusted input, as property tests (cargo-fuzz needs
+//! a nightly toolchain this project's machines do not have). `FUZZ_CASES` sets the
+//! cases per target: CI runs the default (1,000); the long run is
+//! `FUZZ_CASES=200000 cargo nextest run --release --test fuzz`.
+//!
+//! Targets: request bodies → validation → canonical key; the SSE recorder that records
+//! streamed answers; rendering cached answers as JSON and SSE; the Redis value codec;
+//! configuration files.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use edge_gateway::cache::{CachedAnswer, StreamRecorder, codec};
+use edge_gateway::config::Config;
+use edge_gateway::endpoint::Endpoint;
+use edge_gateway::keying::{KeyOptions, canonical_bytes, cache_key};
+use edge_gateway::request::CacheableRequest;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn cases() -> u32 {
+    std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000)
+}
+
+const ENDPOINTS: [Endpoint; 3] = [
+    Endpoint::ChatCompletions,
+    Endpoint::Completions,
+    Endpoint::Embeddings,
+];
+
+/// Arbitrary JSON, with the kinds of text that stress normalization.
+fn json_value() -> impl Strategy<Value = Value> {
+    let text = prop_oneof![
+        "[ -~]{0,12}",
+        "\\PC{0,8}",
+        Just(" \t\n\u{a0}\u{3000}".to_owned()),
+        Just("e\u{301}\u{fb01}".to_owned()),
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        text.prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_]{1,8}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn a_valid_stream() -> Vec<u8> {
+    let mut out = Vec::new();
+    let chunks = [
+        json!({"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}),
+        json!({"id":"c","choices":[{"index":0,"delta":{"content":"Hello "}}]}),
+        json!({"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"t","type":"function","function":{"name":"f","arguments":"{\"a\""}}]}}]}),
+        json!({"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]}}]}),
+        json!({"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}),
+        json!({"id":"c","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}),
+    ];
+    for c in chunks {
+        out.extend_from_slice(format!("data: {c}\n\n").as_bytes());
+    }
+    out.extend_from_slice(b"data: [DONE]\n\n");
+    out
+}
+
+fn record(endpoint: Endpoint, bytes: &[u8], cuts: &[usize]) -> Option<Value> {
+    let mut recorder = StreamRecorder::new(endpoint);
+    let mut start = 0;
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    cuts.sort_unstable();
+    for cut in cuts {
+        recorder.feed(&bytes[start..cut.max(start)]);
+        start = cut.max(start);
+    }
+    recorder.feed(&bytes[start..]);
+    recorder.finish()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_validation_or_keying(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        for endpoint in ENDPOINTS {
+            if let Ok(request) = CacheableRequest::parse(endpoint, &bytes) {
+                let a = cache_key(endpoint, "ns", &request.body, KeyOptions::default());
+                let b = cache_key(endpoint, "ns", &request.body, KeyOptions { case_insensitive: true });
+                prop_assert_eq!(a, cache_key(endpoint, "ns", &request.body, KeyOptions::default()));
+                let _ = b;
+            }
+        }
+    }
+
+    #[test]
+    fn any_json_body_keys_the_same_however_it_is_spelled(extra in json_value(), messages in prop::collection::vec(json_value(), 1..4)) {
+        let messages: Vec<Value> = messages
+            .into_iter()
+            .map(|content| json!({"role": "user", "content": content}))
+            .collect();
+        let body = json!({"model": "m", "messages": messages, "extra": extra});
+        let compact = serde_json::to_vec(&body).unwrap();
+        let pretty = serde_json::to_vec_pretty(&body).unwrap();
+        let parsed = |raw: &[u8]| CacheableRequest::parse(Endpoint::ChatCompletions, raw);
+        match (parsed(&compact), parsed(&pretty)) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(
+                    canonical_bytes(Endpoint::ChatCompletions, "n", &a.body, false),
+                    canonical_bytes(Endpoint::ChatCompletions, "n", &b.body, false)
+                );
+            }
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(false, "spelling changed validity"),
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_complete_a_stream(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..16)) {
+        let mut recorder = StreamRecorder::new(Endpoint::ChatCompletions);
+        for c in &chunks {
+            recorder.feed(c);
+        }
+        if let Some(answer) = recorder.finish() {
+            // Only a well-formed stream ending in [DONE] may complete.
+            let text: Vec<u8> = chunks.concat();
+            prop_assert!(String::from_utf8_lossy(&text).contains("[DONE]"));
+            prop_assert!(answer["choices"].is_array());
+        }
+    }
+
+    #[test]
+    fn a_valid_stream_records_alike_at_any_cut_and_mutations_never_panic(
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+        flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+    ) {
+        let stream = a_valid_stream();
+        let whole = record(Endpoint::ChatCompletions, &stream, &[]).expect("valid stream records");
+        prop_assert_eq!(record(Endpoint::ChatCompletions, &stream, &cuts), Some(whole.clone()));
+        let mut mutated = stream.clone();
+        for (at, byte) in &flips {
+            let i = at % mutated.len();
+            mutated[i] = *byte;
+        }
+        if let Some(answer) = record(Endpoint::ChatCompletions, &mutated, &cuts) {
+            prop_assert!(answer["choices"].is_array());
+        }
+        let truncated = &stream[..stream.len() - 3];
+        prop_assert_eq!(record(Endpoint::ChatCompletions, truncated, &cuts), None);
+    }
+
+    #[test]
+    fn any_cached_body_renders_as_json_and_as_valid_sse(value in json_value(), usage in any::<bool>()) {
+        for endpoint in ENDPOINTS {
+            let body = Bytes::from(serde_json::to_vec(&value).unwrap());
+            let answer = CachedAnswer::new(endpoint, Arc::from("n"), body.clone(), &value, Duration::from_secs(5));
+            prop_assert_eq!(&answer.body, &body);
+            let sse = answer.sse(usage);
+            let text = std::str::from_utf8(&sse).unwrap();
+            prop_assert!(text.ends_with("data: [DONE]\n\n"));
+            for event in text.split("\n\n").filter(|e| !e.is_empty()) {
+                let data = event.strip_prefix("data: ").unwrap();
+                if data != "[DONE]" {
+                    prop_assert!(serde_json::from_str::<Value>(data).is_ok());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_value_codec_rejects_garbage_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..256), value in json_value()) {
+        let _ = codec::decode(&bytes);
+        let mut framed = b"EG1".to_vec();
+        framed.extend_from_slice(&bytes);
+        let _ = codec::decode(&framed);
+        let body = Bytes::from(serde_json::to_vec(&value).unwrap());
+        let answer = CachedAnswer::new(Endpoint::ChatCompletions, Arc::from("n"), body.clone(), &value, Duration::from_secs(5));
+        let decoded = codec::decode(&codec::encode(&answer)).expect("round trip");
+        prop_assert_eq!(decoded.body, body);
+    }
+
+    #[test]
+    fn config_files_never_panic_the_loader(text in "\\PC{0,200}", edits in prop::collection::vec((any::<usize>(), "[\\[\\]=\"a-z0-9_. \n]{0,6}"), 0..4)) {
+        let _ = toml::from_str::<Config>(&text);
+        let mut valid = String::from(
+            "edge_region = \"cdg\"\n[server]\nport = 8080\n[cache]\nttl_secs = 60\n\
+             [[relay.regions]]\nname = \"a\"\nurl = \"http://x/v1\"\nweight = 2\n\
+             [pricing]\n\"m\" = { input = 1.0, output = 2.0 }\n",
+        );
+        for (at, insert) in edits {
+            let mut i = at % (valid.len() + 1);
+            while !valid.is_char_boundary(i) {
+                i -= 1;
+            }
+            valid.insert_str(i, &insert);
+        }
+        if let Ok(config) = toml::from_str::<Config>(&valid) {
+            let _ = config.validate();
+        }
+    }
+}
