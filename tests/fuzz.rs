@@ -14,7 +14,7 @@ use bytes::Bytes;
 use edge_gateway::cache::{CachedAnswer, StreamRecorder, codec};
 use edge_gateway::config::Config;
 use edge_gateway::endpoint::Endpoint;
-use edge_gateway::keying::{KeyOptions, canonical_bytes, cache_key};
+use edge_gateway::keying::{KeyOptions, cache_key, canonical_bytes};
 use edge_gateway::request::CacheableRequest;
 use proptest::prelude::*;
 use serde_json::{Value, json};

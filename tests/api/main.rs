@@ -9,6 +9,7 @@ mod cache;
 mod cli;
 mod deploy;
 mod errors;
+mod faults;
 mod hardening;
 mod health;
 mod proxy;
