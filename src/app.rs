@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::analytics::{Analytics, AnalyticsWriter, GlobalCounters, Pricing};
 use crate::auth::Authenticator;
-use crate::cache::{Flights, L1Cache, RedisTier, SqliteTier, TieredCache, Usage};
+use crate::cache::{FastPath, Flights, L1Cache, RedisTier, SqliteTier, TieredCache, Usage};
 use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
@@ -49,6 +49,7 @@ pub struct Shared {
     pub relay: Arc<Relay>,
     pub metrics: Metrics,
     pub cache: TieredCache,
+    pub fast_path: FastPath,
     pub flights: Arc<Flights>,
     pub key_options: KeyOptions,
     pub analytics: Analytics,
@@ -110,11 +111,13 @@ impl AppState {
             case_insensitive: config.normalize.case_insensitive,
         };
         let limits = RateLimits::new(&config.rate_limit);
+        let fast_path = FastPath::new(config.cache.fast_path_bytes);
         Ok(Self(Arc::new(Shared {
             config,
             auth,
             relay,
             metrics,
+            fast_path,
             cache,
             flights: Arc::new(Flights::default()),
             key_options,

@@ -242,6 +242,9 @@ pub struct CacheConfig {
     pub l1_max_bytes: u64,
     /// Set: every tenant reads and writes this one namespace (an explicit operator choice).
     pub shared_namespace: Option<String>,
+    /// Memory for recognising byte-identical request bodies without parsing them
+    /// (0 turns the fast path off).
+    pub fast_path_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -361,6 +364,7 @@ impl Default for CacheConfig {
             max_ttl_secs: 30 * 86_400,
             l1_max_bytes: 256 * 1024 * 1024,
             shared_namespace: None,
+            fast_path_bytes: 16 * 1024 * 1024,
         }
     }
 }

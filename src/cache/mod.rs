@@ -4,6 +4,7 @@
 
 mod answer;
 pub mod codec;
+mod fast_path;
 mod flight;
 mod l1;
 mod recorder;
@@ -12,6 +13,7 @@ mod sqlite;
 mod tiered;
 
 pub use answer::{CachedAnswer, NotCacheable, Usage, now_ms};
+pub use fast_path::{FastPath, KnownRequest, RawRequest};
 pub use flight::{BufferedAnswer, FlightGuard, FlightOutcome, Flights, Join, wait};
 pub use l1::L1Cache;
 pub use recorder::StreamRecorder;

@@ -24,8 +24,8 @@ use crate::analytics::Outcome;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::cache::{
-    BufferedAnswer, CachedAnswer, FlightGuard, FlightOutcome, Join, StreamRecorder, Tier, Usage,
-    wait,
+    BufferedAnswer, CachedAnswer, FlightGuard, FlightOutcome, Join, KnownRequest, RawRequest,
+    StreamRecorder, Tier, Usage, wait,
 };
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
@@ -101,8 +101,6 @@ async fn handle_inner(
         state.rate_limit(&caller.namespace)?;
     }
     let raw = state.read_body(&parts.headers, body).await?;
-    let request = CacheableRequest::parse(endpoint, &raw)?;
-    log.model = Arc::from(request.model.as_str());
     if state.config.privacy.log_payloads {
         tracing::info!(target: "edge_gateway::payload", namespace = %caller.namespace, body = %String::from_utf8_lossy(&raw[..raw.len().min(4096)]), "request payload (privacy.log_payloads)");
     }
@@ -111,9 +109,42 @@ async fn handle_inner(
         &caller.namespace,
         state.config.cache.shared_namespace.as_deref(),
     );
-    let key = cache_key(endpoint, &namespace, &request.body, state.key_options);
     log.namespace = namespace.clone();
+    let raw_request = RawRequest {
+        endpoint,
+        namespace: namespace.clone(),
+        body: raw.clone(),
+    };
+    // Fast path: these exact bytes were parsed and keyed before.
+    if !controls.bypasses_lookup()
+        && let Some(known) = state.fast_path.get(&raw_request)
+        && let Some((answer, tier)) = state.cache.get(&namespace, &known.key).await
+    {
+        state.count(endpoint, tier.as_str());
+        log.model = known.model.clone();
+        log.key = Some(known.key);
+        log.hit(&state, outcome_of(tier), answer.usage);
+        return Ok(hit(
+            &answer,
+            tier.as_str(),
+            known.stream,
+            known.include_usage,
+            known.key,
+        ));
+    }
+    let request = CacheableRequest::parse(endpoint, &raw)?;
+    log.model = Arc::from(request.model.as_str());
+    let key = cache_key(endpoint, &namespace, &request.body, state.key_options);
     log.key = Some(key);
+    state.fast_path.remember(
+        raw_request,
+        KnownRequest {
+            key,
+            model: log.model.clone(),
+            stream: request.stream,
+            include_usage: request.include_usage,
+        },
+    );
 
     let miss = |state: AppState| Miss {
         state,
@@ -137,7 +168,13 @@ async fn handle_inner(
     if let Some((answer, tier)) = state.cache.get(&namespace, &key).await {
         state.count(endpoint, tier.as_str());
         log.hit(&state, outcome_of(tier), answer.usage);
-        return Ok(hit(&answer, tier.as_str(), &request, key));
+        return Ok(hit(
+            &answer,
+            tier.as_str(),
+            request.stream,
+            request.include_usage,
+            key,
+        ));
     }
     log.tier = Outcome::Miss;
     match state.flights.join(key) {
@@ -147,7 +184,13 @@ async fn handle_inner(
                 guard.complete(FlightOutcome::Answer(answer.clone()));
                 state.count(endpoint, tier.as_str());
                 log.hit(&state, outcome_of(tier), answer.usage);
-                return Ok(hit(&answer, tier.as_str(), &request, key));
+                return Ok(hit(
+                    &answer,
+                    tier.as_str(),
+                    request.stream,
+                    request.include_usage,
+                    key,
+                ));
             }
             state.count(endpoint, "miss");
             miss(state.clone())
@@ -158,7 +201,13 @@ async fn handle_inner(
             Some(FlightOutcome::Answer(answer)) => {
                 state.count(endpoint, "coalesced");
                 log.hit(&state, Outcome::Coalesced, answer.usage);
-                Ok(hit(&answer, "coalesced", &request, key))
+                Ok(hit(
+                    &answer,
+                    "coalesced",
+                    request.stream,
+                    request.include_usage,
+                    key,
+                ))
             }
             Some(FlightOutcome::Relayed(answer)) => {
                 state.count(endpoint, "coalesced");
@@ -182,18 +231,19 @@ async fn handle_inner(
 fn hit(
     answer: &CachedAnswer,
     tier: &'static str,
-    request: &CacheableRequest,
+    stream: bool,
+    include_usage: bool,
     key: CacheKey,
 ) -> Response {
-    let (body, content_type) = if request.stream {
-        (answer.sse(request.include_usage), "text/event-stream")
+    let (body, content_type) = if stream {
+        (answer.sse(include_usage), "text/event-stream")
     } else {
         (answer.body.clone(), "application/json")
     };
     let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if request.stream {
+    if stream {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
     headers.insert(X_CACHE, HIT);
