@@ -26,6 +26,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod endpoint;

@@ -1,5 +1,10 @@
 use std::process::ExitCode;
 
+/// mimalloc: fewer RSS surprises than glibc's per-thread arenas under many short-lived
+/// allocations, and a faster hit path (measured in bench/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use edge_gateway::analytics::cli as report;
 use edge_gateway::cache::{RedisTier, purge_entries};

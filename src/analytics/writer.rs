@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,10 +21,6 @@ use crate::db::{self, DbError};
 pub const QUEUE_CAPACITY: usize = 65_536;
 const BATCH: usize = 4_096;
 const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
-/// While events keep coming, the writer drains the queue this often instead of blocking
-/// on it: a blocked receiver makes every `try_send` wake a thread (a syscall and a
-/// context switch per request), a sleeping one costs senders nothing.
-const BUSY_POLL: Duration = Duration::from_millis(10);
 
 enum Op {
     Event(Box<CacheEvent>),
@@ -120,84 +116,78 @@ impl AnalyticsWriter {
     }
 }
 
+struct WriterState {
+    conn: Connection,
+    region: Arc<str>,
+    retention_days: u32,
+    counters: Arc<Counters>,
+    last_prune: Option<Instant>,
+    failing: bool,
+}
+
+impl WriterState {
+    fn prune_if_due(&mut self) {
+        if self.retention_days == 0 || self.last_prune.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
+            return;
+        }
+        match prune(&self.conn, self.retention_days) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                rows = n,
+                retention_days = self.retention_days,
+                "analytics rows pruned"
+            ),
+            Err(e) => tracing::warn!(error = %e, "analytics pruning failed"),
+        }
+        self.last_prune = Some(Instant::now());
+    }
+
+    fn handle(&mut self, ops: Vec<Op>) {
+        let mut events = Vec::with_capacity(ops.len());
+        let mut flushes = Vec::new();
+        for op in ops {
+            match op {
+                Op::Event(e) => events.push(*e),
+                Op::Flush(reply) => flushes.push(reply),
+            }
+        }
+        write_batch(
+            &mut self.conn,
+            &self.region,
+            &events,
+            &self.counters,
+            &mut self.failing,
+        );
+        for reply in flushes {
+            let _ = reply.send(());
+        }
+        self.prune_if_due();
+    }
+}
+
 fn write_loop(
-    mut conn: Connection,
+    conn: Connection,
     receiver: mpsc::Receiver<Op>,
     region: Arc<str>,
     retention_days: u32,
     counters: Arc<Counters>,
 ) {
-    let mut last_prune: Option<Instant> = None;
-    let mut failing = false;
-    loop {
-        if retention_days > 0 && last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
-            match prune(&conn, retention_days) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(rows = n, retention_days, "analytics rows pruned"),
-                Err(e) => tracing::warn!(error = %e, "analytics pruning failed"),
-            }
-            last_prune = Some(Instant::now());
-        }
-        // Idle: block until the first event arrives.
-        let first = match receiver.recv_timeout(PRUNE_EVERY) {
-            Ok(op) => op,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        let mut next = Some(first);
-        // Busy: drain, write, sleep, repeat, until a drain finds the queue empty.
-        loop {
-            let (events, flushes, disconnected) = drain(&receiver, next.take());
-            if events.is_empty() && flushes.is_empty() {
-                if disconnected {
-                    return;
-                }
-                break;
-            }
-            write_batch(&mut conn, &region, &events, &counters, &mut failing);
-            for reply in flushes {
-                let _ = reply.send(());
-            }
-            if disconnected {
-                return;
-            }
-            if events.len() < BATCH {
-                std::thread::sleep(BUSY_POLL);
-            }
-        }
-    }
-}
-
-/// Takes up to a batch from the queue without blocking.
-fn drain(
-    receiver: &mpsc::Receiver<Op>,
-    first: Option<Op>,
-) -> (Vec<CacheEvent>, Vec<oneshot::Sender<()>>, bool) {
-    let mut events = Vec::new();
-    let mut flushes = Vec::new();
-    let mut next = first;
-    let mut disconnected = false;
-    loop {
-        let op = match next.take() {
-            Some(op) => op,
-            None => match receiver.try_recv() {
-                Ok(op) => op,
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    disconnected = true;
-                    break;
-                }
-            },
-        };
-        match op {
-            Op::Event(e) => events.push(*e),
-            Op::Flush(reply) => flushes.push(reply),
-        }
-        if events.len() >= BATCH {
-            break;
-        }
-    }
-    (events, flushes, disconnected)
+    let state = std::cell::RefCell::new(WriterState {
+        conn,
+        region,
+        retention_days,
+        counters,
+        last_prune: None,
+        failing: false,
+    });
+    state.borrow_mut().prune_if_due();
+    crate::batch::run_batches(
+        &receiver,
+        BATCH,
+        Duration::from_secs(60),
+        |ops| state.borrow_mut().handle(ops),
+        || state.borrow_mut().prune_if_due(),
+    );
 }
 
 fn write_batch(

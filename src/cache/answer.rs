@@ -75,7 +75,9 @@ impl CachedAnswer {
             model: Arc::from(model),
             usage: Usage::from_json(value.get("usage")),
             expires_at_ms: now_ms().saturating_add(ttl.as_millis() as u64),
-            body,
+            // Exact size: the body arrives as a view into a larger buffer (read buffers,
+            // a grown BytesMut), which must not stay alive as long as the entry.
+            body: Bytes::copy_from_slice(&body),
             sse: OnceLock::new(),
             sse_with_usage: OnceLock::new(),
         }

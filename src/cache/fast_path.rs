@@ -55,6 +55,12 @@ impl FastPath {
 
     pub fn remember(&self, raw: RawRequest, known: KnownRequest) {
         if let Some(cache) = &self.known {
+            // A request body is a view into hyper's read buffer; keeping the view would
+            // keep the whole buffer (kilobytes) alive. Keep an exact copy instead.
+            let raw = RawRequest {
+                body: Bytes::copy_from_slice(&raw.body),
+                ..raw
+            };
             cache.insert(raw, Arc::new(known));
         }
     }

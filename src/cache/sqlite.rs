@@ -1,11 +1,14 @@
 //! The SQLite tier: the local durable copy of the cache. Every stored entry is queued to
 //! one writer thread that inserts in batched transactions, deletes expired rows and
 //! keeps the total size under `sqlite.max_cache_bytes` (oldest evicted). Reads run on the
-//! blocking pool with their own connection (WAL: readers never wait for the writer).
+//! blocking pool with their own connection (WAL: readers never wait for the writer), and
+//! only for keys the tier holds: an in-memory set of its keys (32 bytes each) answers
+//! "not here" for every other miss without leaving the async runtime.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,11 +30,20 @@ enum WriteOp {
     Flush(oneshot::Sender<()>),
 }
 
+/// The keys present in the table (possibly a few more: a false "maybe" costs one read).
+type KnownKeys = Arc<Mutex<HashSet<CacheKey>>>;
+
+fn lock_keys(keys: &KnownKeys) -> std::sync::MutexGuard<'_, HashSet<CacheKey>> {
+    keys.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[derive(Clone)]
 pub struct SqliteTier {
     reader: Arc<Mutex<Connection>>,
     writes: SyncSender<WriteOp>,
     dropped: Arc<AtomicU64>,
+    known: KnownKeys,
 }
 
 impl SqliteTier {
@@ -39,10 +51,17 @@ impl SqliteTier {
     pub fn open(path: &Path, max_bytes: u64, cleanup_every: Duration) -> Result<Self, DbError> {
         let writer = db::open_migrated(path)?;
         let reader = db::open(path)?;
+        let known: KnownKeys = Arc::new(Mutex::new(load_keys(&reader).map_err(|source| {
+            DbError::Sqlite {
+                path: path.display().to_string(),
+                source,
+            }
+        })?));
         let (writes, queue) = mpsc::sync_channel(QUEUE);
+        let writer_keys = known.clone();
         std::thread::Builder::new()
             .name("sqlite-cache-writer".into())
-            .spawn(move || write_loop(writer, queue, max_bytes, cleanup_every))
+            .spawn(move || write_loop(writer, queue, max_bytes, cleanup_every, writer_keys))
             .map_err(|e| DbError::Directory {
                 path: "writer thread".into(),
                 source: e,
@@ -51,10 +70,14 @@ impl SqliteTier {
             reader: Arc::new(Mutex::new(reader)),
             writes,
             dropped: Arc::new(AtomicU64::new(0)),
+            known,
         })
     }
 
     pub async fn get(&self, key: CacheKey) -> Option<CachedAnswer> {
+        if !lock_keys(&self.known).contains(&key) {
+            return None;
+        }
         let reader = self.reader.clone();
         let result = tokio::task::spawn_blocking(move || {
             let conn = reader
@@ -76,7 +99,9 @@ impl SqliteTier {
     /// Queues the entry; never blocks. A full queue drops the write (counted).
     pub fn put(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
         match self.writes.try_send(WriteOp::Put(key, answer)) {
-            Ok(()) => {}
+            Ok(()) => {
+                lock_keys(&self.known).insert(key);
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -110,6 +135,15 @@ impl SqliteTier {
             .map_err(|e| e.to_string())?
             .map_err(|_| "sqlite writer stopped".to_owned())
     }
+}
+
+fn load_keys(conn: &Connection) -> rusqlite::Result<HashSet<CacheKey>> {
+    let mut stmt = conn.prepare("SELECT key FROM cache_entries WHERE expires_at_ms > ?1")?;
+    let keys = stmt
+        .query_map([now_ms() as i64], |row| row.get::<_, String>(0))?
+        .filter_map(|k| k.ok().and_then(|k| CacheKey::from_hex(&k)))
+        .collect();
+    Ok(keys)
 }
 
 fn read_entry(conn: &Connection, key: &CacheKey) -> rusqlite::Result<Option<CachedAnswer>> {
@@ -154,46 +188,63 @@ pub fn purge_entries(conn: &Connection, namespace: Option<&str>) -> rusqlite::Re
 }
 
 fn write_loop(
-    mut conn: Connection,
+    conn: Connection,
     queue: mpsc::Receiver<WriteOp>,
     max_bytes: u64,
     cleanup_every: Duration,
+    known: KnownKeys,
 ) {
-    let mut last_cleanup = Instant::now();
-    let mut failing = false;
-    loop {
-        match queue.recv_timeout(cleanup_every) {
-            Ok(first) => {
-                let mut batch = vec![first];
-                while batch.len() < BATCH {
-                    match queue.try_recv() {
-                        Ok(op) => batch.push(op),
-                        Err(_) => break,
-                    }
-                }
-                let result = apply(&mut conn, batch);
-                match (&result, failing) {
-                    (Err(e), false) => {
-                        tracing::error!(error = %e, "sqlite cache writes failing (entries stay in L1/Redis only)");
-                        failing = true;
-                    }
-                    (Ok(()), true) => {
-                        tracing::info!("sqlite cache writes recovered");
-                        failing = false;
-                    }
-                    _ => {}
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-        if last_cleanup.elapsed() >= cleanup_every {
-            if let Err(e) = cleanup(&conn, max_bytes) {
-                tracing::warn!(error = %e, "sqlite cache cleanup failed");
-            }
-            last_cleanup = Instant::now();
-        }
+    struct State {
+        conn: Connection,
+        last_cleanup: Instant,
+        failing: bool,
     }
+    let state = std::cell::RefCell::new(State {
+        conn,
+        last_cleanup: Instant::now(),
+        failing: false,
+    });
+    let cleanup_if_due = |s: &mut State| {
+        if s.last_cleanup.elapsed() < cleanup_every {
+            return;
+        }
+        match cleanup(&s.conn, max_bytes) {
+            Ok(gone) => {
+                let mut keys = lock_keys(&known);
+                for key in gone {
+                    keys.remove(&key);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "sqlite cache cleanup failed"),
+        }
+        s.last_cleanup = Instant::now();
+    };
+    crate::batch::run_batches(
+        &queue,
+        BATCH,
+        cleanup_every,
+        |batch| {
+            let s = &mut *state.borrow_mut();
+            let purged = batch.iter().any(|op| matches!(op, WriteOp::Purge(..)));
+            let result = apply(&mut s.conn, batch);
+            match (&result, s.failing) {
+                (Err(e), false) => {
+                    tracing::error!(error = %e, "sqlite cache writes failing (entries stay in L1/Redis only)");
+                    s.failing = true;
+                }
+                (Ok(()), true) => {
+                    tracing::info!("sqlite cache writes recovered");
+                    s.failing = false;
+                }
+                _ => {}
+            }
+            if purged && let Ok(keys) = load_keys(&s.conn) {
+                *lock_keys(&known) = keys;
+            }
+            cleanup_if_due(s);
+        },
+        || cleanup_if_due(&mut state.borrow_mut()),
+    );
 }
 
 fn apply(conn: &mut Connection, batch: Vec<WriteOp>) -> rusqlite::Result<()> {
@@ -261,37 +312,47 @@ enum Reply {
     Flush(oneshot::Sender<()>),
 }
 
-fn cleanup(conn: &Connection, max_bytes: u64) -> rusqlite::Result<()> {
-    let expired = conn.execute(
-        "DELETE FROM cache_entries WHERE expires_at_ms <= ?1",
-        [now_ms() as i64],
+/// Deletes expired entries and, past `max_bytes`, the oldest; returns the keys removed.
+fn cleanup(conn: &Connection, max_bytes: u64) -> rusqlite::Result<Vec<CacheKey>> {
+    let collect =
+        |stmt: &mut rusqlite::Statement<'_>, param: i64| -> rusqlite::Result<Vec<CacheKey>> {
+            let keys = stmt
+                .query_map([param], |row| row.get::<_, String>(0))?
+                .filter_map(|k| k.ok().and_then(|k| CacheKey::from_hex(&k)))
+                .collect();
+            Ok(keys)
+        };
+    let mut gone = collect(
+        &mut conn.prepare("DELETE FROM cache_entries WHERE expires_at_ms <= ?1 RETURNING key")?,
+        now_ms() as i64,
     )?;
     let total: i64 = conn.query_row(
         "SELECT coalesce(sum(size), 0) FROM cache_entries",
         [],
         |r| r.get(0),
     )?;
-    let mut evicted = 0;
     if total as u64 > max_bytes {
         let excess = total as u64 - max_bytes;
         // The shortest run of oldest rows whose sizes add up to the excess: a row goes
         // when the rows older than it do not cover the excess yet.
-        evicted = conn.execute(
-            "DELETE FROM cache_entries WHERE key IN (
-                 SELECT key FROM (
-                     SELECT key,
-                            sum(size) OVER (ORDER BY created_at_ms, key
-                                            ROWS UNBOUNDED PRECEDING) - size AS older
-                     FROM cache_entries
-                 ) WHERE older < ?1
-             )",
-            [excess as i64],
-        )?;
+        gone.extend(collect(
+            &mut conn.prepare(
+                "DELETE FROM cache_entries WHERE key IN (
+                     SELECT key FROM (
+                         SELECT key,
+                                sum(size) OVER (ORDER BY created_at_ms, key
+                                                ROWS UNBOUNDED PRECEDING) - size AS older
+                         FROM cache_entries
+                     ) WHERE older < ?1
+                 ) RETURNING key",
+            )?,
+            excess as i64,
+        )?);
     }
-    if expired + evicted > 0 {
-        tracing::debug!(expired, evicted, "sqlite cache cleanup");
+    if !gone.is_empty() {
+        tracing::debug!(removed = gone.len(), "sqlite cache cleanup");
     }
-    Ok(())
+    Ok(gone)
 }
 
 #[cfg(test)]
@@ -365,7 +426,8 @@ mod tests {
             )
             .unwrap();
         }
-        cleanup(&conn, 450).unwrap();
+        let gone = cleanup(&conn, 450).unwrap();
+        assert_eq!(gone.len(), 6);
         let mut left: Vec<String> = conn
             .prepare("SELECT key FROM cache_entries ORDER BY created_at_ms")
             .unwrap()
