@@ -172,6 +172,7 @@ fn write_loop(
     retention_days: u32,
     counters: Arc<Counters>,
 ) {
+    crate::batch::lower_thread_priority();
     let state = std::cell::RefCell::new(WriterState {
         conn,
         region,

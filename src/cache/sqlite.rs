@@ -194,6 +194,7 @@ fn write_loop(
     cleanup_every: Duration,
     known: KnownKeys,
 ) {
+    crate::batch::lower_thread_priority();
     struct State {
         conn: Connection,
         last_cleanup: Instant,
