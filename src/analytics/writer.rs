@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::event::CacheEvent;
@@ -219,36 +219,92 @@ fn write_batch(
     }
 }
 
+/// Rows per INSERT statement: one statement step per 64 rows instead of per row.
+const ROWS_PER_STATEMENT: usize = 64;
+const COLUMNS: usize = 14;
+
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO cache_events (ts, region, endpoint, namespace, model, tier, status,
+             key_hash, prompt_tokens, completion_tokens, latency_ms, relay_region,
+             cost_usd, saved_usd) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..COLUMNS {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("?{}", r * COLUMNS + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 fn insert(conn: &mut Connection, region: &str, events: &[CacheEvent]) -> rusqlite::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
     let tx = conn.transaction()?;
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO cache_events (ts, region, endpoint, namespace, model, tier, status,
-                 key_hash, prompt_tokens, completion_tokens, latency_ms, relay_region,
-                 cost_usd, saved_usd)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )?;
-        for e in events {
-            stmt.execute(params![
-                e.ts_ms as i64,
-                region,
-                e.endpoint.as_str(),
-                e.namespace.as_ref(),
-                e.model.as_ref(),
-                e.tier.as_str(),
-                e.status,
-                e.key.map(|k| k.to_hex()).unwrap_or_default(),
-                e.prompt_tokens as i64,
-                e.completion_tokens as i64,
-                e.latency_ms,
-                e.relay_region.as_deref(),
-                e.cost_usd,
-                e.saved_usd,
-            ])?;
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let mut stmt = tx.prepare_cached(&insert_sql(chunk.len()))?;
+        let keys: Vec<String> = chunk
+            .iter()
+            .map(|e| e.key.map(|k| k.to_hex()).unwrap_or_default())
+            .collect();
+        // Every bound value must outlive the statement call: gather them first.
+        let texts: Vec<[&str; 6]> = chunk
+            .iter()
+            .zip(&keys)
+            .map(|(e, key)| {
+                [
+                    region,
+                    e.endpoint.as_str(),
+                    e.namespace.as_ref(),
+                    e.model.as_ref(),
+                    e.tier.as_str(),
+                    key.as_str(),
+                ]
+            })
+            .collect();
+        let numbers: Vec<[i64; 4]> = chunk
+            .iter()
+            .map(|e| {
+                [
+                    e.ts_ms as i64,
+                    i64::from(e.status),
+                    e.prompt_tokens as i64,
+                    e.completion_tokens as i64,
+                ]
+            })
+            .collect();
+        let relay_regions: Vec<Option<&str>> =
+            chunk.iter().map(|e| e.relay_region.as_deref()).collect();
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * COLUMNS);
+        for (i, e) in chunk.iter().enumerate() {
+            let (t, n) = (&texts[i], &numbers[i]);
+            values.extend([
+                &n[0] as &dyn rusqlite::ToSql,
+                &t[0],
+                &t[1],
+                &t[2],
+                &t[3],
+                &t[4],
+                &n[1],
+                &t[5],
+                &n[2],
+                &n[3],
+                &e.latency_ms,
+                &relay_regions[i],
+                &e.cost_usd,
+                &e.saved_usd,
+            ]);
         }
+        stmt.execute(values.as_slice())?;
     }
     tx.commit()
 }
