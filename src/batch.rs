@@ -6,20 +6,6 @@
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
-/// Lowers the calling thread's scheduling priority (nice 5): the writers' batches and
-/// WAL checkpoints yield the CPU to request handling instead of adding their
-/// milliseconds to request latency, yet still get about a quarter of a saturated core,
-/// enough to keep up with every request (nice 10 starved them: measured, events were
-/// dropped at saturation). Best effort; Linux only.
-pub fn lower_thread_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority take no pointers and only affect this thread.
-    unsafe {
-        let tid = libc::gettid();
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 5);
-    }
-}
-
 /// While items keep coming, the queue is drained this often.
 pub const BUSY_POLL: Duration = Duration::from_millis(10);
 

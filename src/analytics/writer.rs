@@ -172,7 +172,6 @@ fn write_loop(
     retention_days: u32,
     counters: Arc<Counters>,
 ) {
-    crate::batch::lower_thread_priority();
     let state = std::cell::RefCell::new(WriterState {
         conn,
         region,

@@ -194,7 +194,6 @@ fn write_loop(
     cleanup_every: Duration,
     known: KnownKeys,
 ) {
-    crate::batch::lower_thread_priority();
     struct State {
         conn: Connection,
         last_cleanup: Instant,
