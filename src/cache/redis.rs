@@ -216,6 +216,17 @@ impl RedisTier {
         op: &'static str,
         cmd: Cmd,
     ) -> Result<T, RedisUnavailable> {
+        self.run(op, |mut c| async move { c.query(&cmd).await })
+            .await
+    }
+
+    /// Runs `query` on the shared connection: skipped at once while the breaker is open,
+    /// bounded by the timeout, counted in `redis_calls_total`, fed to the breaker.
+    async fn run<T, F, Fut>(&self, op: &'static str, query: F) -> Result<T, RedisUnavailable>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
         let count = |outcome: &str| self.inner.calls.with_label_values(&[op, outcome]).inc();
         if !self.is_up() {
             count("skipped_down");
@@ -227,10 +238,10 @@ impl RedisTier {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let Some(mut connection) = connection else {
+        let Some(connection) = connection else {
             return Err(RedisUnavailable::Down);
         };
-        let result = match tokio::time::timeout(self.inner.timeout, connection.query(&cmd)).await {
+        let result = match tokio::time::timeout(self.inner.timeout, query(connection)).await {
             Ok(Ok(v)) => Ok(v),
             // The connection's own response timeout may fire first.
             Ok(Err(e)) if e.is_timeout() => Err(RedisUnavailable::Timeout),
@@ -335,42 +346,8 @@ impl RedisTier {
         op: &'static str,
         pipe: &redis::Pipeline,
     ) -> Result<(), RedisUnavailable> {
-        let count = |outcome: &str| self.inner.calls.with_label_values(&[op, outcome]).inc();
-        if !self.is_up() {
-            count("skipped_down");
-            return Err(RedisUnavailable::Down);
-        }
-        let connection = self
-            .inner
-            .connection
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let Some(mut connection) = connection else {
-            return Err(RedisUnavailable::Down);
-        };
-        let result =
-            match tokio::time::timeout(self.inner.timeout, connection.query_pipeline(pipe)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) if e.is_timeout() => Err(RedisUnavailable::Timeout),
-                Ok(Err(e)) => Err(RedisUnavailable::Error(e)),
-                Err(_) => Err(RedisUnavailable::Timeout),
-            };
-        match &result {
-            Ok(()) => {
-                count("ok");
-                self.record_success();
-            }
-            Err(e) => {
-                count(if matches!(e, RedisUnavailable::Timeout) {
-                    "timeout"
-                } else {
-                    "error"
-                });
-                self.record_failure(e);
-            }
-        }
-        result
+        self.run(op, |mut c| async move { c.query_pipeline(pipe).await })
+            .await
     }
 
     pub async fn hash_all(&self, key: &str) -> Result<Vec<(String, i64)>, RedisUnavailable> {
