@@ -120,16 +120,11 @@ async fn handle_inner(
         && let Some(known) = state.fast_path.get(&raw_request)
         && let Some((answer, tier)) = state.cache.get(&namespace, &known.key).await
     {
-        state.count(endpoint, tier.as_str());
         log.model = known.model.clone();
         log.key = Some(known.key);
-        log.hit(&state, outcome_of(tier), answer.usage);
-        return Ok(hit(
-            &answer,
-            tier.as_str(),
-            known.stream,
-            known.include_usage,
-            known.key,
+        let shape = (known.stream, known.include_usage);
+        return Ok(serve_hit(
+            &state, endpoint, log, &answer, tier, shape, known.key,
         ));
     }
     let request = CacheableRequest::parse(endpoint, &raw)?;
@@ -165,16 +160,9 @@ async fn handle_inner(
             .call_relay(!controls.no_store, None, BYPASS, log)
             .await;
     }
+    let shape = (request.stream, request.include_usage);
     if let Some((answer, tier)) = state.cache.get(&namespace, &key).await {
-        state.count(endpoint, tier.as_str());
-        log.hit(&state, outcome_of(tier), answer.usage);
-        return Ok(hit(
-            &answer,
-            tier.as_str(),
-            request.stream,
-            request.include_usage,
-            key,
-        ));
+        return Ok(serve_hit(&state, endpoint, log, &answer, tier, shape, key));
     }
     log.tier = Outcome::Miss;
     match state.flights.join(key) {
@@ -182,15 +170,7 @@ async fn handle_inner(
             // A flight for this key may have finished between the lookup and the join.
             if let Some((answer, tier)) = state.cache.get(&namespace, &key).await {
                 guard.complete(FlightOutcome::Answer(answer.clone()));
-                state.count(endpoint, tier.as_str());
-                log.hit(&state, outcome_of(tier), answer.usage);
-                return Ok(hit(
-                    &answer,
-                    tier.as_str(),
-                    request.stream,
-                    request.include_usage,
-                    key,
-                ));
+                return Ok(serve_hit(&state, endpoint, log, &answer, tier, shape, key));
             }
             state.count(endpoint, "miss");
             miss(state.clone())
@@ -225,6 +205,22 @@ async fn handle_inner(
             }
         },
     }
+}
+
+/// A hit from a cache tier: counted, logged for analytics, rendered in the request's
+/// shape (`stream`, `include_usage`).
+fn serve_hit(
+    state: &AppState,
+    endpoint: Endpoint,
+    log: &mut RequestLog,
+    answer: &CachedAnswer,
+    tier: Tier,
+    (stream, include_usage): (bool, bool),
+    key: CacheKey,
+) -> Response {
+    state.count(endpoint, tier.as_str());
+    log.hit(state, outcome_of(tier), answer.usage);
+    hit(answer, tier.as_str(), stream, include_usage, key)
 }
 
 /// A cached answer in the shape this request asked for.
