@@ -168,18 +168,22 @@ fn render_sse(endpoint: Endpoint, body: &[u8], include_usage: bool) -> Bytes {
     Bytes::from(out)
 }
 
+/// Answer-level fields that every stream chunk repeats: what the recorder keeps from a
+/// stream and what a replay puts back in each chunk.
+pub(super) const HEAD_FIELDS: [&str; 5] = [
+    "id",
+    "created",
+    "model",
+    "system_fingerprint",
+    "service_tier",
+];
+
 /// The fields every chunk repeats: id, created, model and friends.
 fn chunk_head(answer: &Map<String, Value>, object: &str) -> Map<String, Value> {
     let mut head = Map::new();
-    for key in [
-        "id",
-        "created",
-        "model",
-        "system_fingerprint",
-        "service_tier",
-    ] {
+    for key in HEAD_FIELDS {
         if let Some(v) = answer.get(key) {
-            head.insert(key.into(), v.clone());
+            head.insert(key.to_owned(), v.clone());
         }
     }
     head.insert("object".into(), json!(object));

@@ -120,13 +120,7 @@ impl StreamRecorder {
     }
 
     fn chunk(&mut self, chunk: Map<String, Value>) {
-        for key in [
-            "id",
-            "created",
-            "model",
-            "system_fingerprint",
-            "service_tier",
-        ] {
+        for key in super::answer::HEAD_FIELDS {
             if let Some(v) = chunk.get(key).filter(|v| !v.is_null()) {
                 self.head.entry(key).or_insert_with(|| v.clone());
             }
