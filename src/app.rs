@@ -135,8 +135,11 @@ impl AppState {
         suffix: &str,
         headers: HeaderMap,
         body: Bytes,
+        idempotent: bool,
     ) -> Result<RelayResponse, ApiError> {
-        self.relay.send(method, suffix, headers, body).await
+        self.relay
+            .send(method, suffix, headers, body, idempotent)
+            .await
     }
 
     /// Reads a request body under the size limit and the body timeout.
@@ -243,7 +246,6 @@ impl App {
         let health = &state.config.relay.health;
         state.relay.spawn_prober(
             Duration::from_millis(health.probe_interval_ms),
-            Duration::from_millis(health.probe_timeout_ms),
             background.clone(),
         );
         if let Some(redis) = state.cache.redis() {
@@ -281,11 +283,21 @@ impl App {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         let router = crate::http::router(self.state.clone());
+        let server = &self.state.config.server;
+        let limits = crate::server::ServeLimits {
+            max_connections: crate::server::fitting_cap(server.max_connections),
+            header_timeout: Duration::from_millis(server.header_timeout_ms),
+            // Above the guard's limit, so the guard answers 431 with a JSON body.
+            max_headers: server.max_headers.saturating_mul(4).max(100),
+        };
         let draining = CancellationToken::new();
-        let serve = axum::serve(self.listener, router).with_graceful_shutdown({
-            let draining = draining.clone();
-            async move { draining.cancelled().await }
-        });
+        let serve = crate::server::serve(
+            self.listener,
+            router,
+            limits,
+            self.state.metrics.connections(),
+            draining.clone(),
+        );
         let deadline = async {
             shutdown.await;
             tracing::info!("shutdown requested: draining in-flight requests");
@@ -293,11 +305,7 @@ impl App {
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = serve => {
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "server error");
-                }
-            }
+            () = serve => {}
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping unfinished requests"),
         }
         self.background.cancel();

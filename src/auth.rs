@@ -1,27 +1,38 @@
 //! Who is calling, and with which key the relay is called for them. Pass-through mode
-//! forwards the client's own `authorization` and namespaces the cache by a hash of it;
+//! forwards the client's own credential and namespaces the cache by a hash of it;
 //! managed mode accepts only configured gateway keys and calls the relay with ours.
+//!
+//! A credential is `Authorization: Bearer KEY` or `api-key: KEY` (Azure-style clients).
+//! Two in one request are ambiguous (which one did the relay check?) and get a 400; none
+//! gets a 401 before any lookup, unless the operator allows anonymous callers, who then
+//! share the namespace `anonymous`. So no caller can read another's entries by sending
+//! no key, a key the relay rejects, or a different header.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderName, header};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::error::ApiError;
+
+/// Azure-style credential header.
+pub const API_KEY: HeaderName = HeaderName::from_static("api-key");
 
 /// The result of authenticating one request.
 #[derive(Clone, Debug)]
 pub struct Caller {
     /// Cache partition: the tenant name (managed) or `key-<hash prefix>` (pass-through).
     pub namespace: Arc<str>,
-    /// Managed mode: the client's `authorization` stays here; the relay gets a pool key.
+    /// Managed mode: the client's credential stays here; the relay gets a pool key.
     pub managed: bool,
 }
 
 pub enum Authenticator {
-    PassThrough,
+    PassThrough {
+        allow_anonymous: bool,
+    },
     Managed {
         /// SHA-256 of each accepted key to its tenant: lookups compare digests, not keys.
         tenants: HashMap<[u8; 32], Arc<str>>,
@@ -32,8 +43,8 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
-    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+/// The token of an `Authorization: Bearer TOKEN` value (scheme case-insensitive).
+pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at_checked(7)?;
     scheme
         .eq_ignore_ascii_case(b"bearer ")
@@ -41,10 +52,42 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
         .filter(|k| !k.is_empty())
 }
 
+/// The request's one credential: `Ok(None)` when it has none, 400 when it has two, 401
+/// when `Authorization` is not a usable bearer token.
+fn credential(headers: &HeaderMap) -> Result<Option<&[u8]>, ApiError> {
+    let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
+    let mut api_key = headers.get_all(API_KEY).iter();
+    let (auth, second_auth) = (authorization.next(), authorization.next());
+    let (key, second_key) = (api_key.next(), api_key.next());
+    let count = [auth, second_auth, key, second_key]
+        .iter()
+        .filter(|v| v.is_some())
+        .count();
+    if count > 1 {
+        return Err(ApiError::InvalidRequest {
+            message: "send one credential: 'Authorization: Bearer <key>' or 'api-key: <key>', not both or twice".into(),
+            param: None,
+            code: "ambiguous_credentials",
+        });
+    }
+    if let Some(value) = auth {
+        return bearer_token(value.as_bytes())
+            .map(Some)
+            .ok_or(ApiError::Unauthorized(
+                "the Authorization header must be 'Bearer <key>'",
+            ));
+    }
+    Ok(key
+        .map(|v| v.as_bytes().trim_ascii())
+        .filter(|k| !k.is_empty()))
+}
+
 impl Authenticator {
     pub fn from_config(config: &Config) -> Result<Self, ApiError> {
         if !config.is_managed() {
-            return Ok(Self::PassThrough);
+            return Ok(Self::PassThrough {
+                allow_anonymous: config.auth.allow_anonymous,
+            });
         }
         let tenants = config
             .auth
@@ -56,14 +99,20 @@ impl Authenticator {
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let presented = credential(headers)?;
         match self {
-            Self::PassThrough => {
-                let namespace = match headers.get(header::AUTHORIZATION) {
-                    Some(v) => {
-                        let d = digest(v.as_bytes());
+            Self::PassThrough { allow_anonymous } => {
+                let namespace = match presented {
+                    Some(key) => {
+                        let d = digest(key);
                         format!("key-{}", hex::encode(&d[..8])).into()
                     }
-                    None => Arc::from("anonymous"),
+                    None if *allow_anonymous => Arc::from("anonymous"),
+                    None => {
+                        return Err(ApiError::Unauthorized(
+                            "missing API key: send 'Authorization: Bearer <key>' or 'api-key: <key>'",
+                        ));
+                    }
                 };
                 Ok(Caller {
                     namespace,
@@ -71,7 +120,7 @@ impl Authenticator {
                 })
             }
             Self::Managed { tenants } => {
-                let key = bearer(headers).ok_or(ApiError::Unauthorized(
+                let key = presented.ok_or(ApiError::Unauthorized(
                     "missing API key: send 'Authorization: Bearer <gateway key>'",
                 ))?;
                 let tenant = tenants
@@ -101,14 +150,36 @@ mod tests {
 
     #[test]
     fn pass_through_namespaces_by_key_hash_never_the_key() {
-        let a = Authenticator::PassThrough;
+        let a = Authenticator::PassThrough {
+            allow_anonymous: false,
+        };
         let one = a.authenticate(&headers("Bearer sk-one")).unwrap();
         let two = a.authenticate(&headers("Bearer sk-two")).unwrap();
         assert_ne!(one.namespace, two.namespace);
         assert!(!one.namespace.contains("sk-one"));
         assert!(!one.managed);
+        let mut azure = HeaderMap::new();
+        azure.insert(API_KEY, HeaderValue::from_static("sk-one"));
         assert_eq!(
-            a.authenticate(&HeaderMap::new())
+            a.authenticate(&azure).unwrap().namespace,
+            one.namespace,
+            "api-key is the same credential as a bearer token"
+        );
+        assert!(matches!(
+            a.authenticate(&HeaderMap::new()),
+            Err(ApiError::Unauthorized(_))
+        ));
+        let mut both = headers("Bearer sk-one");
+        both.insert(API_KEY, HeaderValue::from_static("sk-two"));
+        assert!(matches!(
+            a.authenticate(&both),
+            Err(ApiError::InvalidRequest { .. })
+        ));
+        let open = Authenticator::PassThrough {
+            allow_anonymous: true,
+        };
+        assert_eq!(
+            open.authenticate(&HeaderMap::new())
                 .unwrap()
                 .namespace
                 .as_ref(),

@@ -97,6 +97,12 @@ pub struct ServerConfig {
     /// Requests with more headers, or more header bytes, get 431.
     pub max_headers: usize,
     pub max_header_bytes: usize,
+    /// Client connections open at once; at the cap the connection idle longest is
+    /// closed to make room (lowered at start to fit the open-file limit).
+    pub max_connections: usize,
+    /// A connection must send a request's headers within this, counted from when it
+    /// opened or its previous response ended: the slow-header and keep-alive idle limit.
+    pub header_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -145,6 +151,10 @@ pub struct RelayConfig {
     pub weights: BTreeMap<String, BTreeMap<String, u32>>,
     pub retry: RetryConfig,
     pub health: HealthConfig,
+    /// Managed mode: the non-cacheable routes forwarded to the relay (a route and the
+    /// paths under it). Tenants share the operator's relay account, so files, batches,
+    /// assistants and the like stay closed unless listed here.
+    pub forward_routes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -231,6 +241,9 @@ impl Default for HealthConfig {
 pub struct AuthConfig {
     /// Client keys accepted in managed mode, tenant name to key.
     pub gateway_api_keys: BTreeMap<String, Secret>,
+    /// Pass-through mode: requests without a credential are served (sharing the
+    /// namespace `anonymous`) instead of getting 401.
+    pub allow_anonymous: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -337,6 +350,8 @@ impl Default for ServerConfig {
             body_timeout_ms: 30_000,
             max_headers: 100,
             max_header_bytes: 32 * 1024,
+            max_connections: 4_096,
+            header_timeout_ms: 30_000,
         }
     }
 }
@@ -353,6 +368,7 @@ impl Default for RelayConfig {
             weights: BTreeMap::new(),
             retry: RetryConfig::default(),
             health: HealthConfig::default(),
+            forward_routes: vec!["/v1/models".into()],
         }
     }
 }
@@ -650,6 +666,15 @@ impl Config {
                 }
             }
         }
+        for route in &self.relay.forward_routes {
+            if !route.starts_with("/v1/") || !crate::relay::is_safe_path(route) || route.contains('?')
+            {
+                return Err(invalid(
+                    "relay.forward_routes",
+                    format!("{route:?}: each route must be a path under /v1/, without dot segments or a query"),
+                ));
+            }
+        }
         let retry = &self.relay.retry;
         if retry.max_attempts == 0 {
             return Err(invalid("relay.retry.max_attempts", "must be at least 1"));
@@ -702,6 +727,11 @@ impl Config {
             ("server.max_in_flight", self.server.max_in_flight as u64),
             ("server.body_timeout_ms", self.server.body_timeout_ms),
             ("server.max_headers", self.server.max_headers as u64),
+            (
+                "server.max_connections",
+                self.server.max_connections as u64,
+            ),
+            ("server.header_timeout_ms", self.server.header_timeout_ms),
             (
                 "server.max_header_bytes",
                 self.server.max_header_bytes as u64,

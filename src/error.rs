@@ -38,8 +38,12 @@ pub enum ApiError {
     /// The relay answered with something that is not a usable response.
     #[error("relay sent a broken response: {0}")]
     RelayBadResponse(String),
-    #[error("no healthy relay region")]
+    #[error("no relay region can be tried now")]
     NoHealthyRelay,
+    /// Managed mode: the relay refused the operator's key (its answer is not passed on:
+    /// it may name the key or the operator's account).
+    #[error("the relay rejected the gateway's credentials; the operator has to fix them")]
+    RelayRejectedKey,
     #[error("relay timed out: {0}")]
     RelayTimeout(&'static str),
     #[error("internal error: {0}")]
@@ -65,7 +69,9 @@ impl ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound(_) | Self::AdminDisabled => StatusCode::NOT_FOUND,
-            Self::RelayUnreachable(_) | Self::RelayBadResponse(_) => StatusCode::BAD_GATEWAY,
+            Self::RelayUnreachable(_) | Self::RelayBadResponse(_) | Self::RelayRejectedKey => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::NoHealthyRelay => StatusCode::SERVICE_UNAVAILABLE,
             Self::RelayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,6 +92,7 @@ impl ApiError {
             Self::RelayUnreachable(_) => ("api_error", "relay_unreachable"),
             Self::RelayBadResponse(_) => ("api_error", "relay_bad_response"),
             Self::NoHealthyRelay => ("api_error", "no_healthy_relay"),
+            Self::RelayRejectedKey => ("api_error", "relay_auth_failed"),
             Self::RelayTimeout(_) => ("api_error", "relay_timeout"),
             Self::Internal(_) => ("api_error", "internal_error"),
         }
@@ -94,6 +101,16 @@ impl ApiError {
     /// A short label for metrics and analytics (low cardinality, never a message).
     pub fn code(&self) -> &'static str {
         self.kind_and_code().1
+    }
+}
+
+impl ApiError {
+    /// The error as an SSE `data:` event, for a stream whose 200 headers are already
+    /// sent: OpenAI's SDKs raise an API error on an event that carries `error`.
+    pub fn sse_event(&self) -> bytes::Bytes {
+        let (kind, code) = self.kind_and_code();
+        let event = json!({"error": {"message": self.to_string(), "type": kind, "param": null, "code": code}});
+        bytes::Bytes::from(format!("data: {event}\n\n"))
     }
 }
 
@@ -110,7 +127,7 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), axum::Json(body)).into_response();
         let retry_after = match self {
             Self::RateLimited { retry_after_secs } => Some(retry_after_secs),
-            Self::Overloaded => Some(1),
+            Self::Overloaded | Self::NoHealthyRelay => Some(1),
             _ => None,
         };
         if let Some(secs) = retry_after {

@@ -36,6 +36,8 @@ pub mod metrics;
 pub mod relay;
 pub mod relay_stub;
 pub mod request;
+pub mod server;
+pub mod strict_json;
 pub mod telemetry;
 
 pub use app::{App, AppState};

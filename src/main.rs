@@ -205,15 +205,38 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let state = app.state();
+        let config = &state.config;
+        for region in config.effective_regions() {
+            let url = shown_url(&region.url);
+            tracing::info!(relay_region = %region.name, url = %url, weight = config.region_weight(&region), backup = region.backup, "relay region");
+            if !region.url.trim_end_matches('/').ends_with("/v1") {
+                tracing::warn!(relay_region = %region.name, url = %url,
+                    "relay URL does not end with /v1: OpenAI-compatible relays serve /v1/..., so requests will likely get 404 (set RELAY_URL to the base URL including /v1)");
+            }
+        }
         tracing::info!(
-            mode = if app.state().config.is_managed() { "managed" } else { "pass-through" },
-            region = %app.state().config.edge_region,
+            mode = if config.is_managed() { "managed" } else { "pass-through" },
+            region = %config.edge_region,
+            relay_url = %shown_url(&config.relay.url),
             "edge-gateway listening on {}",
             app.local_addr()
         );
         app.run_until(shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+/// A URL as it may be logged: without user or password.
+fn shown_url(raw: &str) -> String {
+    match reqwest::Url::parse(raw) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Err(_) => "<invalid>".into(),
+    }
 }
 
 async fn shutdown_signal() {

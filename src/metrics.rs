@@ -26,7 +26,10 @@ pub struct Metrics {
     pub relay_breaker_state: IntGaugeVec,
     pub relay_keys_revoked: IntCounterVec,
     pub relay_retries: IntCounterVec,
+    pub relay_panics: IntCounterVec,
     pub shed: IntCounter,
+    pub connections_open: IntGauge,
+    pub connections_shed: IntCounter,
     pub rate_limited: IntCounter,
 }
 
@@ -150,9 +153,27 @@ impl Metrics {
             &["region"],
         )
         .expect("valid metric");
+        let relay_panics = IntCounterVec::new(
+            Opts::new(
+                "relay_panic_total",
+                "Requests sent to a region while no region was available (breakers open)",
+            ),
+            &["region"],
+        )
+        .expect("valid metric");
         let shed = IntCounter::new(
             "requests_shed_total",
             "Requests refused with 503 because max_in_flight was reached",
+        )
+        .expect("valid metric");
+        let connections_open = IntGauge::new(
+            "connections_open",
+            "Client connections open now",
+        )
+        .expect("valid metric");
+        let connections_shed = IntCounter::new(
+            "connections_shed_total",
+            "Client connections closed or refused at server.max_connections (idlest first)",
         )
         .expect("valid metric");
         let rate_limited = IntCounter::new(
@@ -178,7 +199,10 @@ impl Metrics {
             Box::new(relay_breaker_state.clone()),
             Box::new(relay_keys_revoked.clone()),
             Box::new(relay_retries.clone()),
+            Box::new(relay_panics.clone()),
             Box::new(shed.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections_shed.clone()),
             Box::new(rate_limited.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
@@ -202,8 +226,18 @@ impl Metrics {
             relay_breaker_state,
             relay_keys_revoked,
             relay_retries,
+            relay_panics,
             shed,
+            connections_open,
+            connections_shed,
             rate_limited,
+        }
+    }
+
+    pub fn connections(&self) -> crate::server::ConnMetrics {
+        crate::server::ConnMetrics {
+            open: self.connections_open.clone(),
+            shed: self.connections_shed.clone(),
         }
     }
 
@@ -214,6 +248,7 @@ impl Metrics {
             breaker_state: self.relay_breaker_state.clone(),
             keys_revoked: self.relay_keys_revoked.clone(),
             retries: self.relay_retries.clone(),
+            panics: self.relay_panics.clone(),
         }
     }
 

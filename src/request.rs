@@ -27,7 +27,8 @@ fn missing(field: &'static str, what: &str) -> ApiError {
 
 impl CacheableRequest {
     pub fn parse(endpoint: Endpoint, raw: &[u8]) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(raw).map_err(|e| ApiError::InvalidRequest {
+        // Duplicate keys are refused: the relay may read another value than the key did.
+        let value: Value = crate::strict_json::from_slice(raw).map_err(|e| ApiError::InvalidRequest {
             message: format!("request body is not valid JSON: {e}"),
             param: None,
             code: "invalid_json",
@@ -154,6 +155,14 @@ mod tests {
         use Endpoint::*;
         assert_eq!(code(ChatCompletions, "{"), Some("invalid_json"));
         assert_eq!(code(ChatCompletions, "[1]"), Some("invalid_json"));
+        assert_eq!(
+            code(
+                ChatCompletions,
+                r#"{"model":"a","model":"b","messages":[{"role":"user","content":"x"}]}"#
+            ),
+            Some("invalid_json"),
+            "a duplicate key is refused"
+        );
         assert_eq!(
             code(
                 ChatCompletions,

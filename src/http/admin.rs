@@ -21,13 +21,13 @@ pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
     let Some(token) = &state.config.admin_token else {
         return Err(ApiError::AdminDisabled);
     };
+    // The scheme is case-insensitive (RFC 9110 §11.1), as for client keys.
     let presented = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| crate::auth::bearer_token(v.as_bytes()))
         .ok_or(ApiError::Unauthorized("admin token required"))?;
     let expected: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
-    let presented: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+    let presented: [u8; 32] = Sha256::digest(presented).into();
     if constant_time_eq(&expected, &presented) {
         Ok(())
     } else {

@@ -30,6 +30,19 @@ fn bad_header(name: &'static str, why: &str) -> ApiError {
 
 impl CacheControls {
     pub fn from_headers(headers: &HeaderMap, config: &CacheConfig) -> Result<Self, ApiError> {
+        // Two values would leave it to chance which one counts.
+        for name in [X_CACHE_TTL, X_CACHE_NAMESPACE] {
+            if headers.get_all(&name).iter().nth(1).is_some() {
+                return Err(bad_header(
+                    if name == X_CACHE_TTL {
+                        "x-cache-ttl"
+                    } else {
+                        "x-cache-namespace"
+                    },
+                    "send it once",
+                ));
+            }
+        }
         let (mut no_cache, mut no_store) = (false, false);
         for value in headers.get_all(header::CACHE_CONTROL) {
             let Ok(value) = value.to_str() else { continue };

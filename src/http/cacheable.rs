@@ -80,6 +80,8 @@ struct Miss {
     namespace: Arc<str>,
     ttl: Duration,
     stream: bool,
+    /// Managed mode: the relay's account headers stay here.
+    managed: bool,
     relay_headers: HeaderMap,
     raw: Bytes,
 }
@@ -149,6 +151,7 @@ async fn handle_inner(
         namespace: namespace.clone(),
         ttl: controls.ttl,
         stream: request.stream,
+        managed: caller.managed,
         relay_headers: request_headers_for_relay(&parts.headers, caller.managed, true),
         raw: raw.clone(),
     };
@@ -192,7 +195,7 @@ async fn handle_inner(
             Some(FlightOutcome::Relayed(answer)) => {
                 state.count(endpoint, "coalesced");
                 log.tier = Outcome::Coalesced;
-                Ok(buffered_response(&answer, key))
+                Ok(buffered_response(&answer, key, caller.managed))
             }
             Some(FlightOutcome::Failed(error)) => {
                 log.tier = Outcome::Coalesced;
@@ -248,10 +251,10 @@ fn hit(
     response
 }
 
-fn buffered_response(answer: &BufferedAnswer, key: CacheKey) -> Response {
+fn buffered_response(answer: &BufferedAnswer, key: CacheKey, managed: bool) -> Response {
     let mut response = Response::new(Body::from(answer.body.clone()));
     *response.status_mut() = answer.status;
-    *response.headers_mut() = response_headers_for_client(&answer.headers);
+    *response.headers_mut() = response_headers_for_client(&answer.headers, managed);
     mark_relayed(response.headers_mut(), MISS, key, &answer.region);
     response
 }
@@ -264,7 +267,7 @@ fn mark_relayed(headers: &mut HeaderMap, x_cache: HeaderValue, key: CacheKey, re
     }
 }
 
-fn is_event_stream(headers: &HeaderMap) -> bool {
+pub(super) fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -306,6 +309,7 @@ impl Miss {
                 self.endpoint.relay_suffix(),
                 self.relay_headers.clone(),
                 self.raw.clone(),
+                true,
             )
             .await
         {
@@ -332,7 +336,7 @@ impl Miss {
                 region: relay.region,
             });
             settle(guard, FlightOutcome::Relayed(answer.clone()));
-            let mut response = buffered_response(&answer, self.key);
+            let mut response = buffered_response(&answer, self.key, self.managed);
             response.headers_mut().insert(X_CACHE, x_cache);
             return Ok(response);
         }
@@ -378,7 +382,7 @@ impl Miss {
         settle(guard, FlightOutcome::Answer(answer));
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = status;
-        *response.headers_mut() = response_headers_for_client(&headers);
+        *response.headers_mut() = response_headers_for_client(&headers, self.managed);
         mark_relayed(response.headers_mut(), x_cache, self.key, &region);
         Ok(response)
     }
@@ -401,7 +405,7 @@ impl Miss {
             |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
         )));
         *response.status_mut() = relay.status;
-        *response.headers_mut() = response_headers_for_client(&relay.headers);
+        *response.headers_mut() = response_headers_for_client(&relay.headers, self.managed);
         mark_relayed(response.headers_mut(), x_cache, self.key, &relay.region);
         let mut body = relay.body;
         // The row's latency is time to response headers, like every other row's.
@@ -419,7 +423,11 @@ impl Miss {
                         }
                     }
                     Err(error) => {
-                        let _ = tx.send(Err(error.clone())).await;
+                        // The 200 is sent: the client learns of the failure from a
+                        // last SSE event, as its SDK expects, not a cut connection.
+                        if !client_gone {
+                            let _ = tx.send(Ok(error.sse_event())).await;
+                        }
                         failure = Some(error);
                         break;
                     }

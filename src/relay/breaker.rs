@@ -3,6 +3,11 @@
 //! closes the breaker, its failure opens it again. Opened by `failure_threshold`
 //! consecutive failures, by an error ratio over the last `window` attempts, or at once
 //! by a failure that signals a dead or hung region (timeouts, refused connections).
+//!
+//! A breaker never stays stuck: the trial slot belongs to a [`Trial`] guard that gives
+//! it back when its request goes away without an outcome (a client that disconnected),
+//! and a successful active probe closes the breaker. An open breaker only steers
+//! traffic: when every region is open the relay still tries one (see `Relay::choose`).
 //! Time is passed in, so the state machine is tested without sleeping.
 
 use std::sync::Mutex;
@@ -78,22 +83,48 @@ impl Breaker {
     }
 
     /// Whether a request may go to this region now; in half-open state only the first
-    /// asker gets the trial.
-    pub fn try_acquire(&self, now: Instant) -> (bool, Transition) {
+    /// asker gets the trial, as a [`Trial`] that must be held until the attempt ends.
+    pub fn try_acquire(&self, now: Instant) -> (Option<Trial<'_>>, Transition) {
         let mut s = self.lock();
-        match s.state {
-            BreakerState::Closed => (true, None),
+        let (granted, trial, transition) = match s.state {
+            BreakerState::Closed => (true, false, None),
             BreakerState::Open if now >= s.open_until => {
                 s.state = BreakerState::HalfOpen;
                 s.trial_in_flight = true;
-                (true, Some((BreakerState::Open, BreakerState::HalfOpen)))
+                (
+                    true,
+                    true,
+                    Some((BreakerState::Open, BreakerState::HalfOpen)),
+                )
             }
-            BreakerState::Open => (false, None),
+            BreakerState::Open => (false, false, None),
             BreakerState::HalfOpen if !s.trial_in_flight => {
                 s.trial_in_flight = true;
-                (true, None)
+                (true, true, None)
             }
-            BreakerState::HalfOpen => (false, None),
+            BreakerState::HalfOpen => (false, false, None),
+        };
+        let permit = granted.then_some(Trial {
+            breaker: self,
+            trial,
+        });
+        (permit, transition)
+    }
+
+    /// A request sent while no region is available (the relay's panic mode): no trial
+    /// slot is taken; its outcome still feeds the breaker.
+    pub fn bypass(&self) -> Trial<'_> {
+        Trial {
+            breaker: self,
+            trial: false,
+        }
+    }
+
+    /// The trial's request went away without an outcome: the next asker gets the trial.
+    fn release_trial(&self) {
+        let mut s = self.lock();
+        if s.state == BreakerState::HalfOpen {
+            s.trial_in_flight = false;
         }
     }
 
@@ -148,12 +179,27 @@ impl Breaker {
         None
     }
 
-    /// An active probe answered: end the cool-down early so the next request is the trial.
-    pub fn probe_succeeded(&self, now: Instant) {
+    /// An active probe answered: the region is alive, so the breaker closes (requests
+    /// flow again without waiting for a trial that may never come).
+    pub fn probe_succeeded(&self) -> Transition {
         let mut s = self.lock();
-        if s.state == BreakerState::Open {
-            s.open_until = now;
+        if s.state == BreakerState::Closed {
+            return None;
         }
+        let from = s.state;
+        s.state = BreakerState::Closed;
+        s.trial_in_flight = false;
+        s.consecutive = 0;
+        s.window_total = 0;
+        s.window_errors = 0;
+        Some((from, BreakerState::Closed))
+    }
+
+    /// When the breaker may next be tried (for the panic choice: the one that opened
+    /// first is tried first).
+    pub fn open_until(&self) -> Option<Instant> {
+        let s = self.lock();
+        (s.state != BreakerState::Closed).then_some(s.open_until)
     }
 
     fn count(s: &mut Inner, window: u32, error: bool) {
@@ -163,6 +209,23 @@ impl Breaker {
         }
         s.window_total += 1;
         s.window_errors += u32::from(error);
+    }
+}
+
+/// Permission to send one attempt to a region, held until the attempt's outcome has
+/// been reported. Dropping it gives a half-open trial slot back unless the outcome
+/// already settled the state (so a cancelled request never wedges the breaker).
+#[must_use]
+pub struct Trial<'a> {
+    breaker: &'a Breaker,
+    trial: bool,
+}
+
+impl Drop for Trial<'_> {
+    fn drop(&mut self) {
+        if self.trial {
+            self.breaker.release_trial();
+        }
     }
 }
 
@@ -191,18 +254,24 @@ mod tests {
             b.on_failure(t0, false),
             Some((BreakerState::Closed, BreakerState::Open))
         );
-        assert!(!b.try_acquire(t0 + Duration::from_millis(999)).0);
+        assert!(b.try_acquire(t0 + Duration::from_millis(999)).0.is_none());
         let later = t0 + Duration::from_millis(1_000);
+        let (trial, transition) = b.try_acquire(later);
         assert_eq!(
-            b.try_acquire(later),
-            (true, Some((BreakerState::Open, BreakerState::HalfOpen)))
+            transition,
+            Some((BreakerState::Open, BreakerState::HalfOpen))
         );
-        assert!(!b.try_acquire(later).0, "only one trial at a time");
+        assert!(trial.is_some());
+        assert!(
+            b.try_acquire(later).0.is_none(),
+            "only one trial at a time"
+        );
         assert_eq!(
             b.on_success(),
             Some((BreakerState::HalfOpen, BreakerState::Closed))
         );
-        assert!(b.try_acquire(later).0);
+        drop(trial);
+        assert!(b.try_acquire(later).0.is_some());
     }
 
     #[test]
@@ -211,14 +280,32 @@ mod tests {
         let t0 = Instant::now();
         assert!(b.on_failure(t0, true).is_some(), "a timeout opens at once");
         let t1 = t0 + Duration::from_millis(100);
-        assert!(b.try_acquire(t1).0);
+        drop(b.try_acquire(t1).0.expect("the trial"));
         assert_eq!(
             b.on_failure(t1, false),
             Some((BreakerState::HalfOpen, BreakerState::Open))
         );
         assert!(!b.is_available(t1 + Duration::from_millis(50)));
-        b.probe_succeeded(t1 + Duration::from_millis(50));
+        assert_eq!(
+            b.probe_succeeded(),
+            Some((BreakerState::Open, BreakerState::Closed)),
+            "a successful probe closes the breaker"
+        );
         assert!(b.is_available(t1 + Duration::from_millis(50)));
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_trial_whose_request_went_away_frees_the_slot() {
+        let b = breaker(1, 100);
+        let t0 = Instant::now();
+        b.on_failure(t0, false);
+        let t1 = t0 + Duration::from_millis(100);
+        let trial = b.try_acquire(t1).0.expect("the trial");
+        assert!(!b.is_available(t1), "the trial is taken");
+        drop(trial); // the client disconnected before the relay answered
+        assert!(b.is_available(t1), "the next request gets the trial");
+        assert!(b.try_acquire(t1).0.is_some());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Which headers cross the gateway. Hop-by-hop headers (RFC 9110 §7.6.1) describe one
-//! connection and never travel on; our own cache-control headers stop here; the client's
-//! `authorization` reaches the relay only in pass-through mode.
+//! connection and never travel on; our own cache-control headers stop here. In managed
+//! mode tenants share the operator's relay account, so nothing that names an account or
+//! a session crosses in either direction: the client's credentials, organization,
+//! project and cookies stay here, and the relay's cookies and organization stay there.
 
 use axum::http::{HeaderMap, HeaderName, header};
 
@@ -15,6 +17,18 @@ const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
+
+/// Client headers that, in managed mode, would act on the operator's relay account.
+const TENANT_PRIVATE: &[&str] = &[
+    "authorization",
+    "api-key",
+    "openai-organization",
+    "openai-project",
+    "cookie",
+];
+
+/// Relay headers that, in managed mode, describe the operator's account or session.
+const OPERATOR_PRIVATE: &[&str] = &["set-cookie", "openai-organization", "openai-project"];
 
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
@@ -32,7 +46,8 @@ fn connection_listed(headers: &HeaderMap, name: &HeaderName) -> bool {
 
 /// Headers to send to the relay: the client's, less hop-by-hop ones, `host` and
 /// `content-length` (the HTTP client sets both), our `x-cache-*` controls, and in
-/// managed mode the client's `authorization` (the relay gets a pool key instead).
+/// managed mode the tenant's credentials and account headers (the relay gets a pool key
+/// instead).
 /// `identity_encoding` asks the relay for an uncompressed body (the gateway must read it).
 pub fn request_headers_for_relay(
     incoming: &HeaderMap,
@@ -45,7 +60,7 @@ pub fn request_headers_for_relay(
             || name == header::HOST
             || name == header::CONTENT_LENGTH
             || (identity_encoding && name == header::ACCEPT_ENCODING)
-            || (managed && name == header::AUTHORIZATION)
+            || (managed && TENANT_PRIVATE.contains(&name.as_str()))
             || name.as_str().starts_with("x-cache-")
             || connection_listed(incoming, name);
         if !drop {
@@ -55,11 +70,13 @@ pub fn request_headers_for_relay(
     out
 }
 
-/// Headers of a relay answer to pass to the client, less hop-by-hop ones.
-pub fn response_headers_for_client(relay: &HeaderMap) -> HeaderMap {
+/// Headers of a relay answer to pass to the client, less hop-by-hop ones and, in
+/// managed mode, the operator's account and cookies.
+pub fn response_headers_for_client(relay: &HeaderMap, managed: bool) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(relay.len() + 4);
     for (name, value) in relay {
-        if !is_hop_by_hop(name) && !connection_listed(relay, name) {
+        let private = managed && OPERATOR_PRIVATE.contains(&name.as_str());
+        if !private && !is_hop_by_hop(name) && !connection_listed(relay, name) {
             out.append(name.clone(), value.clone());
         }
     }
@@ -101,10 +118,27 @@ mod tests {
         let h = map(&[
             ("authorization", "Bearer client"),
             ("accept-encoding", "gzip"),
+            ("api-key", "client"),
+            ("openai-organization", "org-tenant"),
+            ("openai-project", "proj-tenant"),
+            ("cookie", "session=tenant"),
+            ("accept", "application/json"),
         ]);
         let out = request_headers_for_relay(&h, true, true);
-        assert!(out.get(header::AUTHORIZATION).is_none());
-        assert!(out.get(header::ACCEPT_ENCODING).is_none());
+        let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept"]);
+        let relay = map(&[
+            ("set-cookie", "__cf_bm=operator"),
+            ("openai-organization", "org-operator"),
+            ("openai-project", "proj-operator"),
+            ("x-request-id", "req-1"),
+        ]);
+        let names: Vec<_> = response_headers_for_client(&relay, true)
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .collect();
+        assert_eq!(names, ["x-request-id"]);
+        assert_eq!(response_headers_for_client(&relay, false).len(), 4);
         let passthrough = request_headers_for_relay(&h, false, false);
         assert_eq!(passthrough[header::AUTHORIZATION], "Bearer client");
         assert_eq!(passthrough[header::ACCEPT_ENCODING], "gzip");

@@ -46,6 +46,11 @@ pub struct Behavior {
     pub hold: bool,
     /// Answer 401 to requests whose `authorization` is `Bearer <one of these>`.
     pub reject_keys: Vec<String>,
+    /// With `status`: fail only requests whose body contains this text (a prompt or a
+    /// model the relay always rejects), answer the others normally.
+    pub fail_when_body_contains: Option<String>,
+    /// Headers added to every answer (cookies, organization headers, ...).
+    pub response_headers: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -186,7 +191,29 @@ fn router(state: Arc<StubState>) -> Router {
                 }))
             }),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            add_response_headers,
+        ))
         .with_state(state)
+}
+
+async fn add_response_headers(
+    State(state): State<Arc<StubState>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let extra = lock(&state.behavior).response_headers.clone();
+    let mut response = next.run(request).await;
+    for (name, value) in extra {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name),
+            axum::http::HeaderValue::try_from(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
 }
 
 /// Records the call and applies the failure behaviours shared by every route.
@@ -230,7 +257,11 @@ async fn intake(state: &StubState, request: Request) -> Result<(Behavior, Value)
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return Err(response);
     }
-    if let Some(status) = behavior.status {
+    let targeted = behavior
+        .fail_when_body_contains
+        .as_ref()
+        .is_none_or(|needle| String::from_utf8_lossy(&body).contains(needle.as_str()));
+    if let Some(status) = behavior.status.filter(|_| targeted) {
         let sent = state.failures_sent.fetch_add(1, Ordering::SeqCst);
         if behavior.fail_times.is_none_or(|n| sent < n) {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

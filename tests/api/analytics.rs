@@ -118,7 +118,7 @@ async fn every_request_gets_one_row_with_its_tier_tokens_and_dollars() {
         use sha2::Digest;
         let ns = format!(
             "key-{}",
-            hex::encode(&sha2::Sha256::digest(b"Bearer sk-client-test")[..8])
+            hex::encode(&sha2::Sha256::digest(b"sk-client-test")[..8])
         );
         let Value::Object(m) = coalesce.clone() else {
             unreachable!()
@@ -443,6 +443,14 @@ async fn no_row_is_lost_across_sigterm_under_load() {
     let db = gateway.dir.path().join("gw.db");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                reqwest::header::HeaderValue::from_static("Bearer sk-client-test"),
+            )]
+            .into_iter()
+            .collect(),
+        )
         .build()
         .unwrap();
     let url = gateway.url("/v1/chat/completions");

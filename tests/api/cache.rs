@@ -266,7 +266,7 @@ async fn fifty_concurrent_identical_misses_make_one_relay_call() {
 /// The cache key the gateway computes for `body` from the test client's key.
 fn key_for(body: &Value) -> CacheKey {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(b"Bearer sk-client-test");
+    let digest = sha2::Sha256::digest(b"sk-client-test");
     let namespace = format!("key-{}", hex::encode(&digest[..8]));
     let Value::Object(map) = body.clone() else {
         panic!("object body")
@@ -349,13 +349,18 @@ async fn relay_errors_and_broken_streams_are_never_cached() {
     let mut stream = r.bytes_stream();
     assert!(stream.next().await.unwrap().is_ok(), "first event arrives");
     app.stub.release();
-    let mut broke = false;
+    let mut rest = Vec::new();
     while let Some(chunk) = stream.next().await {
-        if chunk.is_err() {
-            broke = true;
-        }
+        rest.extend_from_slice(&chunk.expect("the stream ends cleanly, with an error event"));
     }
-    assert!(broke, "the client sees the stream end abnormally");
+    let rest = String::from_utf8(rest).unwrap();
+    let last = rest.trim_end().rsplit("\n\n").next().unwrap();
+    let event: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(
+        event["error"]["code"], "relay_bad_response",
+        "the client sees the stream end with an SSE error event: {rest}"
+    );
+    assert!(!rest.contains("[DONE]"), "{rest}");
     app.stub.set(Behavior::default());
     let calls = app.stub.total_calls();
     let r = app.chat(&streamed).await;

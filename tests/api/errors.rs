@@ -1,4 +1,4 @@
-use edge_gateway::relay_stub::Behavior;
+use edge_gateway::relay_stub::{Behavior, RelayStub};
 use serde_json::json;
 
 use crate::helpers::*;
@@ -89,19 +89,48 @@ async fn oversized_bodies_get_413_declared_or_streamed() {
 }
 
 #[tokio::test]
-async fn refused_relay_connection_is_502_then_503_while_the_region_is_down() {
-    let app =
-        spawn_app_with(|c| c.relay.url = format!("http://127.0.0.1:{}/v1", closed_port())).await;
+async fn a_refused_connection_is_502_and_the_next_request_to_a_recovered_relay_succeeds() {
+    let port = closed_port();
+    let app = spawn_app_with(|c| {
+        c.relay.url = format!("http://127.0.0.1:{port}/v1");
+        c.relay.health.probe_interval_ms = 0;
+    })
+    .await;
     let response = app.chat(&chat_body("hi")).await;
     assert_eq!(response.status(), 502);
     assert_eq!(error_code(response).await, "relay_unreachable");
-    // The refused connection opened the region's breaker: no healthy region is left.
-    let response = app.get("/v1/models").await;
-    assert_eq!(response.status(), 503);
-    assert_eq!(error_code(response).await, "no_healthy_relay");
+    // The refused connection opened the region's breaker: readiness says so...
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);
     assert_eq!(json_of(ready).await["relay"]["default"], "down");
+    // ...but a lone region is never refused to clients: once it is back, the very next
+    // request reaches it (no 503 for the rest of a cool-down).
+    let relay = RelayStub::start_on(([127, 0, 0, 1], port).into())
+        .await
+        .unwrap();
+    let response = app.chat(&chat_body("hi again")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(relay.total_calls(), 1);
+    assert_eq!(json_of(app.get("/readyz").await).await["relay"]["default"], "up");
+}
+
+#[tokio::test]
+async fn after_a_timeout_the_next_request_to_a_recovered_relay_succeeds() {
+    let app = spawn_app_with(|c| {
+        c.relay.first_byte_timeout_ms = 200;
+        c.relay.retry.max_attempts = 1;
+        c.relay.health.probe_interval_ms = 0;
+    })
+    .await;
+    app.stub.set(Behavior {
+        hang: true,
+        ..Default::default()
+    });
+    let response = app.chat(&chat_body("slow")).await;
+    assert_eq!(response.status(), 504);
+    app.stub.set(Behavior::default());
+    let response = app.chat(&chat_body("fast")).await;
+    assert_eq!(response.status(), 200, "no 503 after one timeout");
 }
 
 #[tokio::test]

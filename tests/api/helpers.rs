@@ -75,12 +75,29 @@ pub async fn spawn_with_config(stub: RelayStub, dir: TempDir, config: Config) ->
     TestApp {
         addr,
         stub,
-        client: reqwest::Client::new(),
+        client: client_with_key(),
         state,
         dir,
         shutdown: Some(tx),
         server: Some(server),
     }
+}
+
+/// The key test clients present unless a request sets its own credential.
+pub const CLIENT_KEY: &str = "sk-client-test";
+
+/// A client that sends `Authorization: Bearer CLIENT_KEY` by default (a request's own
+/// `authorization` replaces it): the gateway answers 401 to requests without one.
+pub fn client_with_key() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_static("Bearer sk-client-test"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client builds")
 }
 
 /// Managed mode with one tenant per `(tenant, key)`.
@@ -107,7 +124,6 @@ impl TestApp {
         self.client
             .post(self.url(path))
             .header("content-type", "application/json")
-            .header("authorization", "Bearer sk-client-test")
             .body(body)
             .send()
             .await

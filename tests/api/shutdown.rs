@@ -12,7 +12,7 @@ async fn sigterm_finishes_the_in_flight_request_then_exits() {
         ..Default::default()
     });
     let mut gateway = GatewayProcess::spawn(&[("RELAY_URL", stub.url())]);
-    let client = reqwest::Client::new();
+    let client = client_with_key();
     let in_flight = tokio::spawn({
         let url = gateway.url("/v1/chat/completions");
         let client = client.clone();

@@ -332,7 +332,7 @@ async fn purge_empties_every_tier_by_namespace_or_whole() {
     assert_eq!(r.status(), 401);
 
     // The caller's namespace is key-<hash>; purge its `faq` partition.
-    let ns = json_key_namespace("Bearer sk-client-test");
+    let ns = json_key_namespace("sk-client-test");
     let r = app
         .client
         .post(app.url(&format!("/admin/cache/purge?namespace={ns}/faq")))

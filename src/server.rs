@@ -1,0 +1,300 @@
+//! The accept loop: one hyper HTTP/1.1 connection task per client, written here because
+//! `axum::serve` has no knobs for what keeps one client from locking the others out:
+//! - a header timeout: a connection must send each request's headers within
+//!   `server.header_timeout_ms`, counted from when it opened or its previous response
+//!   ended, so it is also the keep-alive idle timeout (slow-loris headers and idle
+//!   keep-alive connections are closed alike);
+//! - a connection cap (`server.max_connections`): at the cap, a new connection closes the
+//!   connection that has been idle longest; when none is idle, the new one is refused.
+//!   So idle clients can never hold every file descriptor;
+//! - hyper's own header limits above the gateway's (the guard answers 431 with a JSON
+//!   body; hyper's own 431 would be empty).
+//!
+//! Shutdown: stop accepting, ask every connection to close once its in-flight request
+//! is answered, and resolve when the last one has.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::{IntCounter, IntGauge};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Service;
+
+/// What the accept loop enforces (from `server.*`).
+#[derive(Clone, Debug)]
+pub struct ServeLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    /// hyper's header count limit: above the guard's, so the guard answers first.
+    pub max_headers: usize,
+}
+
+/// Connection metrics.
+#[derive(Clone)]
+pub struct ConnMetrics {
+    pub open: IntGauge,
+    /// Idle connections closed to make room, and new ones refused at the cap.
+    pub shed: IntCounter,
+}
+
+/// One client connection, as the registry sees it.
+struct Conn {
+    /// Requests in progress (a response body still streaming counts).
+    active: AtomicUsize,
+    /// Milliseconds since the registry's epoch when the last request ended.
+    idle_since: AtomicU64,
+    close: CancellationToken,
+}
+
+#[derive(Default)]
+struct Registry {
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    next_id: AtomicU64,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+        self.conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes room for one more connection: below the cap, nothing to do; at the cap,
+    /// closes the connection idle longest. `false` when every connection is busy.
+    fn make_room(&self, cap: usize) -> bool {
+        let conns = self.lock();
+        let open = conns.values().filter(|c| !c.close.is_cancelled()).count();
+        if open < cap {
+            return true;
+        }
+        let idlest = conns
+            .values()
+            .filter(|c| !c.close.is_cancelled() && c.active.load(Ordering::Acquire) == 0)
+            .min_by_key(|c| c.idle_since.load(Ordering::Relaxed));
+        match idlest {
+            Some(conn) => {
+                conn.close.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn insert(&self, now_ms: u64) -> (u64, Arc<Conn>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn {
+            active: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(now_ms),
+            close: CancellationToken::new(),
+        });
+        self.lock().insert(id, conn.clone());
+        (id, conn)
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+}
+
+/// Marks its connection busy while alive: held by the request's future, then by its
+/// response body until the last byte is sent.
+struct Busy {
+    conn: Arc<Conn>,
+    epoch: Instant,
+}
+
+impl Busy {
+    fn new(conn: Arc<Conn>, epoch: Instant) -> Self {
+        conn.active.fetch_add(1, Ordering::AcqRel);
+        Self { conn, epoch }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.conn
+            .idle_since
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.conn.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// File descriptors kept for everything but client connections: relay and Redis
+/// connections, the SQLite files, logs.
+const RESERVED_FDS: u64 = 256;
+
+/// The connection cap that fits the process's open-file limit: the soft limit is raised
+/// towards the hard one when `configured` needs it, and the cap is lowered (with a
+/// warning) when even that is not enough, so the cap is reached before `accept` fails.
+pub fn fitting_cap(configured: usize) -> usize {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return configured;
+        }
+        let wanted = (configured as u64).saturating_add(RESERVED_FDS);
+        if limit.rlim_cur < wanted && limit.rlim_max > limit.rlim_cur {
+            let raised = libc::rlimit {
+                rlim_cur: wanted.min(limit.rlim_max),
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit.rlim_cur = raised.rlim_cur;
+            }
+        }
+        let fits = limit.rlim_cur.saturating_sub(RESERVED_FDS).max(16) as usize;
+        if fits < configured {
+            tracing::warn!(
+                configured,
+                open_file_limit = limit.rlim_cur,
+                cap = fits,
+                "server.max_connections lowered to fit the open-file limit"
+            );
+            return fits;
+        }
+    }
+    configured
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled and every connection has
+/// closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServeLimits,
+    metrics: ConnMetrics,
+    shutdown: CancellationToken,
+) {
+    let registry = Arc::new(Registry::default());
+    let tracker = TaskTracker::new();
+    let epoch = Instant::now();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: let connections close.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        if !registry.make_room(limits.max_connections) {
+            metrics.shed.inc();
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let now_ms = epoch.elapsed().as_millis() as u64;
+        let (id, conn) = registry.insert(now_ms);
+        let (router, registry, metrics, shutdown, http) = (
+            router.clone(),
+            registry.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            http.clone(),
+        );
+        tracker.spawn(async move {
+            metrics.open.inc();
+            let service = {
+                let conn = conn.clone();
+                hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                    let busy = Busy::new(conn.clone(), epoch);
+                    let mut router = router.clone();
+                    async move {
+                        let response = match router.call(request.map(Body::new)).await {
+                            Ok(response) => response,
+                            Err(never) => match never {},
+                        };
+                        // The connection stays busy until the body's last byte is sent.
+                        Ok::<_, Infallible>(response.map(|body| {
+                            Body::new(body.map_err(move |e| {
+                                let _busy = &busy;
+                                e
+                            }))
+                        }))
+                    }
+                })
+            };
+            let mut connection = pin!(http.serve_connection(TokioIo::new(stream), service));
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    () = conn.close.cancelled(), if !closing => {
+                        closing = true;
+                        metrics.shed.inc();
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    () = shutdown.cancelled(), if !closing => {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            registry.remove(id);
+            metrics.open.dec();
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_the_cap_the_idlest_connection_goes_and_busy_ones_stay() {
+        let registry = Registry::default();
+        let epoch = Instant::now();
+        let (_, a) = registry.insert(10);
+        let (_, b) = registry.insert(5);
+        let _busy_b = Busy::new(b.clone(), epoch);
+        assert!(registry.make_room(3), "below the cap");
+        assert!(!a.close.is_cancelled() && !b.close.is_cancelled());
+        let (_, c) = registry.insert(20);
+        assert!(registry.make_room(3));
+        assert!(a.close.is_cancelled(), "a: idle since 10, the idlest idle one");
+        assert!(!b.close.is_cancelled(), "b is busy though idle since 5");
+        let (_, d) = registry.insert(30);
+        assert!(registry.make_room(3), "a is closing already: c goes next");
+        assert!(c.close.is_cancelled() && !d.close.is_cancelled());
+        let (_, e) = registry.insert(40);
+        let _busy_d = Busy::new(d.clone(), epoch);
+        let _busy_e = Busy::new(e.clone(), epoch);
+        assert!(!registry.make_room(3), "only busy connections left: refuse");
+        drop(_busy_e);
+        assert!(registry.make_room(3), "e is idle again");
+        assert!(e.close.is_cancelled());
+    }
+}
