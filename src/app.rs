@@ -214,6 +214,14 @@ impl AppState {
                 .with_label_values(&[tier])
                 .set(i64::from(state == "up"));
         }
+        if self.config.is_managed() {
+            for (region, usable) in self.relay.usable_keys() {
+                self.metrics
+                    .relay_keys_usable
+                    .with_label_values(&[region.as_ref()])
+                    .set(usable as i64);
+            }
+        }
     }
 }
 

@@ -667,11 +667,15 @@ impl Config {
             }
         }
         for route in &self.relay.forward_routes {
-            if !route.starts_with("/v1/") || !crate::relay::is_safe_path(route) || route.contains('?')
+            if !route.starts_with("/v1/")
+                || !crate::relay::is_safe_path(route)
+                || route.contains('?')
             {
                 return Err(invalid(
                     "relay.forward_routes",
-                    format!("{route:?}: each route must be a path under /v1/, without dot segments or a query"),
+                    format!(
+                        "{route:?}: each route must be a path under /v1/, without dot segments or a query"
+                    ),
                 ));
             }
         }
@@ -727,10 +731,7 @@ impl Config {
             ("server.max_in_flight", self.server.max_in_flight as u64),
             ("server.body_timeout_ms", self.server.body_timeout_ms),
             ("server.max_headers", self.server.max_headers as u64),
-            (
-                "server.max_connections",
-                self.server.max_connections as u64,
-            ),
+            ("server.max_connections", self.server.max_connections as u64),
             ("server.header_timeout_ms", self.server.header_timeout_ms),
             (
                 "server.max_header_bytes",

@@ -207,6 +207,13 @@ fn serve(config: Config) -> ExitCode {
         };
         let state = app.state();
         let config = &state.config;
+        tracing::info!(
+            mode = if config.is_managed() { "managed" } else { "pass-through" },
+            region = %config.edge_region,
+            relay_url = %shown_url(&config.relay.url),
+            "edge-gateway listening on {}",
+            app.local_addr()
+        );
         for region in config.effective_regions() {
             let url = shown_url(&region.url);
             tracing::info!(relay_region = %region.name, url = %url, weight = config.region_weight(&region), backup = region.backup, "relay region");
@@ -215,13 +222,6 @@ fn serve(config: Config) -> ExitCode {
                     "relay URL does not end with /v1: OpenAI-compatible relays serve /v1/..., so requests will likely get 404 (set RELAY_URL to the base URL including /v1)");
             }
         }
-        tracing::info!(
-            mode = if config.is_managed() { "managed" } else { "pass-through" },
-            region = %config.edge_region,
-            relay_url = %shown_url(&config.relay.url),
-            "edge-gateway listening on {}",
-            app.local_addr()
-        );
         app.run_until(shutdown_signal()).await;
         ExitCode::SUCCESS
     })

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub analytics_dropped: IntCounter,
     pub relay_breaker_state: IntGaugeVec,
     pub relay_keys_revoked: IntCounterVec,
+    pub relay_keys_usable: IntGaugeVec,
     pub relay_retries: IntCounterVec,
     pub relay_panics: IntCounterVec,
     pub shed: IntCounter,
@@ -137,6 +138,14 @@ impl Metrics {
             &["region"],
         )
         .expect("valid metric");
+        let relay_keys_usable = IntGaugeVec::new(
+            Opts::new(
+                "relay_keys_usable",
+                "Managed mode: relay keys of a region neither revoked nor resting",
+            ),
+            &["region"],
+        )
+        .expect("valid metric");
         let relay_keys_revoked = IntCounterVec::new(
             Opts::new(
                 "relay_keys_revoked_total",
@@ -166,11 +175,8 @@ impl Metrics {
             "Requests refused with 503 because max_in_flight was reached",
         )
         .expect("valid metric");
-        let connections_open = IntGauge::new(
-            "connections_open",
-            "Client connections open now",
-        )
-        .expect("valid metric");
+        let connections_open =
+            IntGauge::new("connections_open", "Client connections open now").expect("valid metric");
         let connections_shed = IntCounter::new(
             "connections_shed_total",
             "Client connections closed or refused at server.max_connections (idlest first)",
@@ -198,6 +204,7 @@ impl Metrics {
             Box::new(analytics_dropped.clone()),
             Box::new(relay_breaker_state.clone()),
             Box::new(relay_keys_revoked.clone()),
+            Box::new(relay_keys_usable.clone()),
             Box::new(relay_retries.clone()),
             Box::new(relay_panics.clone()),
             Box::new(shed.clone()),
@@ -225,6 +232,7 @@ impl Metrics {
             analytics_dropped,
             relay_breaker_state,
             relay_keys_revoked,
+            relay_keys_usable,
             relay_retries,
             relay_panics,
             shed,

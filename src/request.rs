@@ -28,11 +28,12 @@ fn missing(field: &'static str, what: &str) -> ApiError {
 impl CacheableRequest {
     pub fn parse(endpoint: Endpoint, raw: &[u8]) -> Result<Self, ApiError> {
         // Duplicate keys are refused: the relay may read another value than the key did.
-        let value: Value = crate::strict_json::from_slice(raw).map_err(|e| ApiError::InvalidRequest {
-            message: format!("request body is not valid JSON: {e}"),
-            param: None,
-            code: "invalid_json",
-        })?;
+        let value: Value =
+            crate::strict_json::from_slice(raw).map_err(|e| ApiError::InvalidRequest {
+                message: format!("request body is not valid JSON: {e}"),
+                param: None,
+                code: "invalid_json",
+            })?;
         let Value::Object(body) = value else {
             return Err(ApiError::InvalidRequest {
                 message: "request body must be a JSON object".into(),

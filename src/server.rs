@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -52,7 +52,8 @@ pub struct ConnMetrics {
 struct Conn {
     /// Requests in progress (a response body still streaming counts).
     active: AtomicUsize,
-    /// Milliseconds since the registry's epoch when the last request ended.
+    /// When the connection last became idle, as a tick of the registry's clock (a
+    /// counter: strictly ordered, no ties between connections).
     idle_since: AtomicU64,
     close: CancellationToken,
 }
@@ -61,6 +62,13 @@ struct Conn {
 struct Registry {
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     next_id: AtomicU64,
+}
+
+/// The registry's clock: one tick per connection opened or request ended.
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+fn tick() -> u64 {
+    TICKS.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Registry {
@@ -91,11 +99,11 @@ impl Registry {
         }
     }
 
-    fn insert(&self, now_ms: u64) -> (u64, Arc<Conn>) {
+    fn insert(&self) -> (u64, Arc<Conn>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Conn {
             active: AtomicUsize::new(0),
-            idle_since: AtomicU64::new(now_ms),
+            idle_since: AtomicU64::new(tick()),
             close: CancellationToken::new(),
         });
         self.lock().insert(id, conn.clone());
@@ -109,24 +117,19 @@ impl Registry {
 
 /// Marks its connection busy while alive: held by the request's future, then by its
 /// response body until the last byte is sent.
-struct Busy {
-    conn: Arc<Conn>,
-    epoch: Instant,
-}
+struct Busy(Arc<Conn>);
 
 impl Busy {
-    fn new(conn: Arc<Conn>, epoch: Instant) -> Self {
+    fn new(conn: Arc<Conn>) -> Self {
         conn.active.fetch_add(1, Ordering::AcqRel);
-        Self { conn, epoch }
+        Self(conn)
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.conn
-            .idle_since
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        self.conn.active.fetch_sub(1, Ordering::AcqRel);
+        self.0.idle_since.store(tick(), Ordering::Relaxed);
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -184,7 +187,6 @@ pub async fn serve(
 ) {
     let registry = Arc::new(Registry::default());
     let tracker = TaskTracker::new();
-    let epoch = Instant::now();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
@@ -209,8 +211,7 @@ pub async fn serve(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let now_ms = epoch.elapsed().as_millis() as u64;
-        let (id, conn) = registry.insert(now_ms);
+        let (id, conn) = registry.insert();
         let (router, registry, metrics, shutdown, http) = (
             router.clone(),
             registry.clone(),
@@ -223,7 +224,7 @@ pub async fn serve(
             let service = {
                 let conn = conn.clone();
                 hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                    let busy = Busy::new(conn.clone(), epoch);
+                    let busy = Busy::new(conn.clone());
                     let mut router = router.clone();
                     async move {
                         let response = match router.call(request.map(Body::new)).await {
@@ -276,25 +277,25 @@ mod tests {
     #[test]
     fn at_the_cap_the_idlest_connection_goes_and_busy_ones_stay() {
         let registry = Registry::default();
-        let epoch = Instant::now();
-        let (_, a) = registry.insert(10);
-        let (_, b) = registry.insert(5);
-        let _busy_b = Busy::new(b.clone(), epoch);
+        let (_, b) = registry.insert();
+        let (_, a) = registry.insert();
+        let busy_b = Busy::new(b.clone());
         assert!(registry.make_room(3), "below the cap");
         assert!(!a.close.is_cancelled() && !b.close.is_cancelled());
-        let (_, c) = registry.insert(20);
+        let (_, c) = registry.insert();
         assert!(registry.make_room(3));
-        assert!(a.close.is_cancelled(), "a: idle since 10, the idlest idle one");
-        assert!(!b.close.is_cancelled(), "b is busy though idle since 5");
-        let (_, d) = registry.insert(30);
+        assert!(a.close.is_cancelled(), "a: the idlest idle one");
+        assert!(!b.close.is_cancelled(), "b is busy though idle longer");
+        let (_, d) = registry.insert();
         assert!(registry.make_room(3), "a is closing already: c goes next");
         assert!(c.close.is_cancelled() && !d.close.is_cancelled());
-        let (_, e) = registry.insert(40);
-        let _busy_d = Busy::new(d.clone(), epoch);
-        let _busy_e = Busy::new(e.clone(), epoch);
+        let (_, e) = registry.insert();
+        let busy_d = Busy::new(d.clone());
+        let busy_e = Busy::new(e.clone());
         assert!(!registry.make_room(3), "only busy connections left: refuse");
-        drop(_busy_e);
+        drop(busy_e);
         assert!(registry.make_room(3), "e is idle again");
         assert!(e.close.is_cancelled());
+        drop((busy_b, busy_d));
     }
 }

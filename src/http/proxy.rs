@@ -74,13 +74,16 @@ pub fn streamed_response(relay: RelayResponse, managed: bool) -> Response {
 
 /// Ends an SSE body at its first error, with that error as a last `data:` event.
 fn sse_errors_as_events(body: RelayBody) -> RelayBody {
-    Box::pin(futures_util::stream::unfold(Some(body), |state| async move {
-        let mut body = state?;
-        match body.next().await? {
-            Ok(chunk) => Some((Ok(chunk), Some(body))),
-            Err(error) => Some((Ok(error.sse_event()), None)),
-        }
-    }))
+    Box::pin(futures_util::stream::unfold(
+        Some(body),
+        |state| async move {
+            let mut body = state?;
+            match body.next().await? {
+                Ok(chunk) => Some((Ok(chunk), Some(body))),
+                Err(error) => Some((Ok(error.sse_event()), None)),
+            }
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -262,10 +262,7 @@ mod tests {
             Some((BreakerState::Open, BreakerState::HalfOpen))
         );
         assert!(trial.is_some());
-        assert!(
-            b.try_acquire(later).0.is_none(),
-            "only one trial at a time"
-        );
+        assert!(b.try_acquire(later).0.is_none(), "only one trial at a time");
         assert_eq!(
             b.on_success(),
             Some((BreakerState::HalfOpen, BreakerState::Closed))

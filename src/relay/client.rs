@@ -174,6 +174,15 @@ impl Relay {
             .collect()
     }
 
+    /// Keys usable now, per region (managed mode).
+    pub fn usable_keys(&self) -> Vec<(Arc<str>, usize)> {
+        let now = Instant::now();
+        self.regions
+            .iter()
+            .map(|r| (r.name.clone(), r.keys.usable(now)))
+            .collect()
+    }
+
     fn report(&self, region: &Region, transition: Transition) {
         let Some((from, to)) = transition else { return };
         let level = match to {
@@ -298,9 +307,8 @@ impl Relay {
         let mut keys_rejected = 0u32;
         let mut last: Option<Result<RelayResponse, ApiError>> = None;
         for attempt in 1..=self.retry.max_attempts {
-            let Some((i, permit, panic)) = self
-                .choose(&tried)
-                .or_else(|| self.choose_in_panic(&tried))
+            let Some((i, permit, panic)) =
+                self.choose(&tried).or_else(|| self.choose_in_panic(&tried))
             else {
                 break;
             };
@@ -326,13 +334,7 @@ impl Relay {
                 None
             };
             let result = self
-                .attempt(
-                    region,
-                    method.clone(),
-                    url,
-                    attempt_headers,
-                    body.clone(),
-                )
+                .attempt(region, method.clone(), url, attempt_headers, body.clone())
                 .await;
             let verdict = self.judge(
                 region,

@@ -147,9 +147,15 @@ impl KeyPool {
 
     /// Whether `next(now, false)` would give a key.
     pub fn has_usable(&self, now: Instant) -> bool {
+        self.usable(now) > 0
+    }
+
+    /// Keys neither revoked nor resting.
+    pub fn usable(&self, now: Instant) -> usize {
         self.lock()
             .iter()
-            .any(|s| s.standing != Standing::Revoked && s.rested(now))
+            .filter(|s| s.standing != Standing::Revoked && s.rested(now))
+            .count()
     }
 
     /// Whether any key is not revoked (resting ones included).
@@ -230,7 +236,11 @@ mod tests {
         let revoked: Vec<usize> = pool.revoked().into_iter().map(|(i, _)| i).collect();
         assert_eq!(revoked, [0, 1, 2], "every revoked key is re-checked");
         pool.checked(1, false);
-        assert_eq!(pool.next(now, false).unwrap().0, 1, "a key that works again returns");
+        assert_eq!(
+            pool.next(now, false).unwrap().0,
+            1,
+            "a key that works again returns"
+        );
     }
 
     #[test]

@@ -83,7 +83,10 @@ mod tests {
         e.observe(ms(5_000), t0 + ms(10));
         assert_eq!(e.estimate(), Some(5.0), "a slow sample is believed at once");
         e.observe(ms(100), t0 + ms(20));
-        assert!(e.estimate().unwrap() > 4.9, "one fast sample right after does little");
+        assert!(
+            e.estimate().unwrap() > 4.9,
+            "one fast sample right after does little"
+        );
         e.observe(ms(100), t0 + Duration::from_secs(60));
         assert!(e.estimate().unwrap() < 0.2, "a minute later it has decayed");
     }
@@ -93,7 +96,10 @@ mod tests {
         let mut out = Vec::new();
         latency_weights(&[1, 1], &[Some(0.05), Some(5.0)], 0.05, &mut out);
         assert_eq!(out[0], 1_000);
-        assert!(out[1] <= 20, "100× slower: about 1/50 of the share: {out:?}");
+        assert!(
+            out[1] <= 20,
+            "100× slower: about 1/50 of the share: {out:?}"
+        );
         latency_weights(&[3, 1], &[Some(0.010), Some(0.040)], 0.05, &mut out);
         assert_eq!(out, [3_000, 1_000], "within slack: weights as configured");
         latency_weights(&[3, 1], &[None, Some(9.0)], 0.05, &mut out);

@@ -23,8 +23,8 @@ fn is_dot_segment(segment: &str) -> bool {
 /// encoded `/` or `\`, no backslash.
 pub fn is_safe_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    !(lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\'))
-        && !path.split('/').any(is_dot_segment)
+    let encoded_separator = ["%2f", "%5c", "\\"].iter().any(|s| lower.contains(s));
+    !encoded_separator && !path.split('/').any(is_dot_segment)
 }
 
 /// `base` + `suffix` (the part after `/v1`, with its query), refused unless it stays
@@ -60,7 +60,9 @@ mod tests {
             "http://relay/openai/v1/chat/completions"
         );
         assert_eq!(
-            relay_url(base, "/files?purpose=batch&after=a..b").unwrap().path(),
+            relay_url(base, "/files?purpose=batch&after=a..b")
+                .unwrap()
+                .path(),
             "/openai/v1/files"
         );
         for escape in [
@@ -75,6 +77,9 @@ mod tests {
         ] {
             assert!(relay_url(base, escape).is_err(), "{escape} was let through");
         }
-        assert!(relay_url(base, "/files/file..name").is_ok(), "dots inside a name are fine");
+        assert!(
+            relay_url(base, "/files/file..name").is_ok(),
+            "dots inside a name are fine"
+        );
     }
 }

@@ -111,7 +111,10 @@ async fn a_refused_connection_is_502_and_the_next_request_to_a_recovered_relay_s
     let response = app.chat(&chat_body("hi again")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(relay.total_calls(), 1);
-    assert_eq!(json_of(app.get("/readyz").await).await["relay"]["default"], "up");
+    assert_eq!(
+        json_of(app.get("/readyz").await).await["relay"]["default"],
+        "up"
+    );
 }
 
 #[tokio::test]

@@ -199,6 +199,8 @@ pub struct GatewayProcess {
     pub child: Child,
     pub addr: SocketAddr,
     pub output: mpsc::Receiver<String>,
+    /// What it printed up to and including its listening line.
+    pub startup: Vec<String>,
     pub dir: TempDir,
 }
 
@@ -234,13 +236,20 @@ impl GatewayProcess {
             });
         }
         let start = Instant::now();
+        let mut startup = Vec::new();
         let addr = loop {
             let remaining = DEADLINE.saturating_sub(start.elapsed());
             let line = rx
                 .recv_timeout(remaining)
                 .expect("gateway prints its listening address");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
+            let addr = line.split("listening on ").nth(1).map(|rest| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            });
+            startup.push(line);
+            if let Some(addr) = addr {
                 break addr.parse().expect("a socket address");
             }
         };
@@ -248,6 +257,7 @@ impl GatewayProcess {
             child,
             addr,
             output: rx,
+            startup,
             dir,
         }
     }

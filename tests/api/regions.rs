@@ -432,7 +432,10 @@ async fn when_every_region_fails_the_client_gets_an_openai_error_and_nothing_is_
     assert_eq!(body["error"]["code"], "relay_unreachable");
     assert_eq!(body["error"]["type"], "api_error");
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("edge_gateway_relay_panic_total"), "{metrics}");
+    assert!(
+        metrics.contains("edge_gateway_relay_panic_total"),
+        "{metrics}"
+    );
     let count: i64 = rusqlite::Connection::open(app.dir.path().join("gateway.db"))
         .unwrap()
         .query_row("SELECT count(*) FROM cache_entries", [], |r| r.get(0))
