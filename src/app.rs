@@ -58,6 +58,12 @@ pub struct Shared {
     pub in_flight: AtomicUsize,
     /// `x-edge-region`, built once.
     pub region_header: HeaderValue,
+    /// Relay calls and streams that outlive their client's connection; shutdown waits
+    /// for them within the grace period.
+    pub work: tokio_util::task::TaskTracker,
+    /// Cancelled when the grace period is over: unfinished relay work stops and still
+    /// records its analytics row.
+    pub cut: CancellationToken,
 }
 
 #[derive(Clone)]
@@ -125,6 +131,8 @@ impl AppState {
             limits,
             in_flight: AtomicUsize::new(0),
             region_header,
+            work: tokio_util::task::TaskTracker::new(),
+            cut: CancellationToken::new(),
         })))
     }
 
@@ -312,9 +320,23 @@ impl App {
             draining.cancel();
             tokio::time::sleep(grace).await;
         };
+        // Connections first, then relay calls and streams whose clients have left:
+        // their answers are paid for, so they are stored and counted.
+        let work = self.state.work.clone();
+        let drained = async {
+            serve.await;
+            work.close();
+            work.wait().await;
+        };
         tokio::select! {
-            () = serve => {}
-            () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping unfinished requests"),
+            () = drained => {}
+            () = deadline => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; cutting unfinished relay calls");
+                self.state.cut.cancel();
+                work.close();
+                // Cut work ends at once, writing its rows; give it a moment to do so.
+                let _ = tokio::time::timeout(Duration::from_secs(2), work.wait()).await;
+            }
         }
         self.background.cancel();
         // Everything queued lands before the process exits: analytics rows, cache

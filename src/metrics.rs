@@ -30,6 +30,7 @@ pub struct Metrics {
     pub relay_panics: IntCounterVec,
     pub shed: IntCounter,
     pub connections_open: IntGauge,
+    pub answers_not_stored: IntCounterVec,
     pub connections_shed: IntCounter,
     pub rate_limited: IntCounter,
 }
@@ -175,6 +176,14 @@ impl Metrics {
             "Requests refused with 503 because max_in_flight was reached",
         )
         .expect("valid metric");
+        let answers_not_stored = IntCounterVec::new(
+            Opts::new(
+                "answers_not_stored_total",
+                "Relay answers passed on but not stored (incomplete or not cacheable), by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let connections_open =
             IntGauge::new("connections_open", "Client connections open now").expect("valid metric");
         let connections_shed = IntCounter::new(
@@ -209,6 +218,7 @@ impl Metrics {
             Box::new(relay_panics.clone()),
             Box::new(shed.clone()),
             Box::new(connections_open.clone()),
+            Box::new(answers_not_stored.clone()),
             Box::new(connections_shed.clone()),
             Box::new(rate_limited.clone()),
         ] {
@@ -238,6 +248,7 @@ impl Metrics {
             shed,
             connections_open,
             connections_shed,
+            answers_not_stored,
             rate_limited,
         }
     }

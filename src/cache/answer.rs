@@ -121,6 +121,38 @@ impl CachedAnswer {
         Ok(value)
     }
 
+    /// Whether a complete answer may be stored (SPEC "Cache key"): at least one result,
+    /// and every choice finished by the model itself (`stop` or `tool_calls`). An answer
+    /// cut by `length` or `content_filter`, or with no choices, is passed to its client
+    /// but never replayed to others for a whole TTL.
+    pub fn storable(endpoint: Endpoint, value: &Value) -> Result<(), NotCacheable> {
+        let list = match endpoint {
+            Endpoint::ChatCompletions | Endpoint::Completions => "choices",
+            Endpoint::Embeddings => "data",
+        };
+        let items = value
+            .get(list)
+            .and_then(Value::as_array)
+            .filter(|items| !items.is_empty())
+            .ok_or(NotCacheable("no result in the answer"))?;
+        if endpoint == Endpoint::Embeddings {
+            return Ok(());
+        }
+        let finished = items.iter().all(|choice| {
+            matches!(
+                choice.get("finish_reason").and_then(Value::as_str),
+                Some("stop" | "tool_calls")
+            )
+        });
+        if finished {
+            Ok(())
+        } else {
+            Err(NotCacheable(
+                "a choice did not finish with stop or tool_calls",
+            ))
+        }
+    }
+
     pub fn remaining_ttl(&self) -> Duration {
         Duration::from_millis(self.expires_at_ms.saturating_sub(now_ms()))
     }
@@ -295,4 +327,42 @@ fn completion_events(answer: &Map<String, Value>, include_usage: bool) -> Vec<Va
         events.extend(usage_chunk(&head, answer));
     }
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_complete_answers_are_storable() {
+        use Endpoint::*;
+        let ok = |e, v: Value| CachedAnswer::storable(e, &v).is_ok();
+        assert!(ok(
+            ChatCompletions,
+            json!({"choices": [{"finish_reason": "stop"}]})
+        ));
+        assert!(ok(
+            ChatCompletions,
+            json!({"choices": [{"finish_reason": "tool_calls"}, {"finish_reason": "stop"}]})
+        ));
+        assert!(!ok(ChatCompletions, json!({"choices": []})));
+        assert!(!ok(
+            ChatCompletions,
+            json!({"choices": [{"finish_reason": "length"}]})
+        ));
+        assert!(!ok(
+            ChatCompletions,
+            json!({"choices": [{"finish_reason": "stop"}, {"finish_reason": "content_filter"}]})
+        ));
+        assert!(!ok(
+            ChatCompletions,
+            json!({"choices": [{"finish_reason": null}]})
+        ));
+        assert!(ok(
+            Completions,
+            json!({"choices": [{"finish_reason": "stop"}]})
+        ));
+        assert!(ok(Embeddings, json!({"data": [{"embedding": [0.1]}]})));
+        assert!(!ok(Embeddings, json!({"data": []})));
+    }
 }

@@ -24,13 +24,14 @@ use crate::analytics::Outcome;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::cache::{
-    BufferedAnswer, CachedAnswer, FlightGuard, FlightOutcome, Join, KnownRequest, RawRequest,
-    StreamRecorder, Tier, Usage, wait,
+    BufferedAnswer, CachedAnswer, FlightGuard, FlightOutcome, Join, KnownRequest, NotCacheable,
+    RawRequest, StreamRecorder, Tier, Usage, wait,
 };
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::http::cache_control::CacheControls;
 use crate::http::request_log::RequestLog;
+use crate::http::usage_strip::UsageStrip;
 use crate::http::{X_CACHE, X_CACHE_KEY, X_CACHE_TIER, X_RELAY_REGION};
 use crate::keying::{CacheKey, cache_key};
 use crate::relay::{
@@ -80,10 +81,39 @@ struct Miss {
     namespace: Arc<str>,
     ttl: Duration,
     stream: bool,
+    /// The client asked for a usage chunk; if not, the one the gateway asked the relay
+    /// for is stripped from what it sees.
+    include_usage: bool,
     /// Managed mode: the relay's account headers stay here.
     managed: bool,
     relay_headers: HeaderMap,
-    raw: Bytes,
+    /// What the relay gets: the client's bytes, or on a stream that did not ask for
+    /// usage, the body with `stream_options.include_usage` set.
+    relay_body: Bytes,
+}
+
+/// The body re-serialized with `stream_options.include_usage = true`.
+fn with_usage_requested(body: &serde_json::Map<String, serde_json::Value>) -> Bytes {
+    let mut body = body.clone();
+    let options = body
+        .entry("stream_options")
+        .or_insert_with(|| serde_json::json!({}));
+    if !options.is_object() {
+        *options = serde_json::json!({});
+    }
+    options["include_usage"] = serde_json::Value::Bool(true);
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.trim_start().to_ascii_lowercase();
+            v.starts_with("application/json")
+                || v.split(';').next().is_some_and(|t| t.ends_with("+json"))
+        })
 }
 
 const HIT: HeaderValue = HeaderValue::from_static("hit");
@@ -151,16 +181,21 @@ async fn handle_inner(
         namespace: namespace.clone(),
         ttl: controls.ttl,
         stream: request.stream,
+        include_usage: request.include_usage,
         managed: caller.managed,
         relay_headers: request_headers_for_relay(&parts.headers, caller.managed, true),
-        raw: raw.clone(),
+        relay_body: if request.stream && !request.include_usage {
+            with_usage_requested(&request.body)
+        } else {
+            raw.clone()
+        },
     };
 
     if controls.bypasses_lookup() {
         state.count(endpoint, "bypass");
         log.tier = Outcome::Bypass;
         return miss(state.clone())
-            .call_relay(!controls.no_store, None, BYPASS, log)
+            .run(!controls.no_store, None, BYPASS, log)
             .await;
     }
     let shape = (request.stream, request.include_usage);
@@ -176,9 +211,7 @@ async fn handle_inner(
                 return Ok(serve_hit(&state, endpoint, log, &answer, tier, shape, key));
             }
             state.count(endpoint, "miss");
-            miss(state.clone())
-                .call_relay(true, Some(guard), MISS, log)
-                .await
+            miss(state.clone()).run(true, Some(guard), MISS, log).await
         }
         Join::Follower(slot) => match wait(slot).await {
             Some(FlightOutcome::Answer(answer)) => {
@@ -204,7 +237,7 @@ async fn handle_inner(
             // The leader gave up without an outcome: call the relay alone.
             None => {
                 state.count(endpoint, "miss");
-                miss(state.clone()).call_relay(true, None, MISS, log).await
+                miss(state.clone()).run(true, None, MISS, log).await
             }
         },
     }
@@ -289,7 +322,13 @@ fn settle(guard: Option<FlightGuard>, outcome: FlightOutcome) {
 }
 
 impl Miss {
-    async fn call_relay(
+    /// Calls the relay in a task of its own: the call belongs to the flight, not to the
+    /// client's connection. A client that goes away before the answer does not cancel
+    /// it; the answer is still completed, stored, counted and handed to every follower
+    /// (it is paid for either way). The task records the request's row; shutdown waits
+    /// for it within the grace period, and at the end of the grace the row is still
+    /// written.
+    async fn run(
         self,
         store: bool,
         guard: Option<FlightGuard>,
@@ -302,17 +341,52 @@ impl Miss {
             settle(guard, FlightOutcome::Failed(limited.clone()));
             return Err(limited);
         }
-        let relay = match self
+        let mut task_log = log.clone();
+        log.deferred = true; // the task records the row
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let state = self.state.clone();
+        state.work.spawn(async move {
+            let state = self.state.clone();
+            let result = tokio::select! {
+                result = self.call(store, guard, x_cache, &mut task_log) => result,
+                () = state.cut.cancelled() => Err(ApiError::RelayTimeout(
+                    "the gateway shut down before the relay answered",
+                )),
+            };
+            if !task_log.deferred {
+                let status = match &result {
+                    Ok(response) => response.status(),
+                    Err(error) => error.status(),
+                };
+                let latency = task_log.elapsed_ms();
+                task_log.record(&state, status.as_u16(), latency);
+            }
+            let _ = tx.send(result); // the client may be gone: nothing is lost
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(ApiError::Internal("the relay task ended early".into())))
+    }
+
+    /// One relay call for the flight: the answer goes to the client, to the cache when
+    /// storable, and (once, at the end) to every follower.
+    async fn call(
+        self,
+        store: bool,
+        guard: Option<FlightGuard>,
+        x_cache: HeaderValue,
+        log: &mut RequestLog,
+    ) -> Result<Response, ApiError> {
+        let sent = self
             .state
             .send_to_relay(
                 Method::POST,
                 self.endpoint.relay_suffix(),
                 self.relay_headers.clone(),
-                self.raw.clone(),
+                self.relay_body.clone(),
                 true,
             )
-            .await
-        {
+            .await;
+        let relay = match sent {
             Ok(relay) => relay,
             Err(error) => {
                 settle(guard, FlightOutcome::Failed(error.clone()));
@@ -320,28 +394,8 @@ impl Miss {
             }
         };
         log.relay_region = Some(relay.region.clone());
-        if relay.status != StatusCode::OK {
-            // Errors are passed through as sent, never cached; followers get the same.
-            let body = match collect(relay.body).await {
-                Ok(body) => body,
-                Err(error) => {
-                    settle(guard, FlightOutcome::Failed(error.clone()));
-                    return Err(error);
-                }
-            };
-            let answer = Arc::new(BufferedAnswer {
-                status: relay.status,
-                headers: relay.headers,
-                body,
-                region: relay.region,
-            });
-            settle(guard, FlightOutcome::Relayed(answer.clone()));
-            let mut response = buffered_response(&answer, self.key, self.managed);
-            response.headers_mut().insert(X_CACHE, x_cache);
-            return Ok(response);
-        }
-        if self.stream && is_event_stream(&relay.headers) {
-            log.deferred = true;
+        if relay.status == StatusCode::OK && self.stream && is_event_stream(&relay.headers) {
+            log.deferred = true; // the stream's task records the row, with its usage
             return Ok(self.stream_through(relay, store, guard, x_cache, log.clone()));
         }
         let RelayResponse {
@@ -350,21 +404,52 @@ impl Miss {
             body,
             region,
         } = relay;
-        let body = match collect(body).await {
-            Ok(body) => body,
+        let concluded = match collect(body).await {
+            Ok(body) => {
+                self.conclude(status, headers, body, region, store, x_cache, log)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match concluded {
+            Ok((outcome, response)) => {
+                settle(guard, outcome);
+                Ok(response)
+            }
             Err(error) => {
                 settle(guard, FlightOutcome::Failed(error.clone()));
-                return Err(error);
+                Err(error)
             }
-        };
-        let value = match CachedAnswer::validate(self.endpoint, &body) {
-            Ok(value) => value,
-            Err(why) => {
-                let error = ApiError::RelayBadResponse(why.0.into());
-                settle(guard, FlightOutcome::Failed(error.clone()));
-                return Err(error);
-            }
-        };
+        }
+    }
+
+    /// A whole (not streamed) relay answer: what the client gets and what followers
+    /// get. Error statuses and 200s that are not complete answers are passed on as
+    /// sent and never stored; a 200 that is not JSON at all is a broken response.
+    #[allow(clippy::too_many_arguments)]
+    async fn conclude(
+        &self,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        region: Arc<str>,
+        store: bool,
+        x_cache: HeaderValue,
+        log: &mut RequestLog,
+    ) -> Result<(FlightOutcome, Response), ApiError> {
+        if status != StatusCode::OK {
+            let answer = Arc::new(BufferedAnswer {
+                status,
+                headers,
+                body,
+                region,
+            });
+            let mut response = buffered_response(&answer, self.key, self.managed);
+            response.headers_mut().insert(X_CACHE, x_cache);
+            return Ok((FlightOutcome::Relayed(answer), response));
+        }
+        let value = CachedAnswer::validate(self.endpoint, &body)
+            .map_err(|why| ApiError::RelayBadResponse(why.0.into()))?;
         let answer = Arc::new(CachedAnswer::new(
             self.endpoint,
             self.namespace.clone(),
@@ -376,21 +461,44 @@ impl Miss {
         if self.state.config.privacy.log_payloads {
             tracing::info!(target: "edge_gateway::payload", key = %self.key, answer = %String::from_utf8_lossy(&body[..body.len().min(4096)]), "relay answer (privacy.log_payloads)");
         }
-        if store {
-            self.state.cache.put(self.key, answer.clone()).await;
-        }
-        settle(guard, FlightOutcome::Answer(answer));
+        let storable = if is_json(&headers) {
+            CachedAnswer::storable(self.endpoint, &value)
+        } else {
+            Err(NotCacheable("the answer is not labelled JSON"))
+        };
+        self.store(store, storable, &answer).await;
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = status;
         *response.headers_mut() = response_headers_for_client(&headers, self.managed);
         mark_relayed(response.headers_mut(), x_cache, self.key, &region);
-        Ok(response)
+        Ok((FlightOutcome::Answer(answer), response))
+    }
+
+    /// Stores a complete answer when the request allows it and the answer may be stored.
+    async fn store(
+        &self,
+        store: bool,
+        storable: Result<(), NotCacheable>,
+        answer: &Arc<CachedAnswer>,
+    ) {
+        match storable {
+            Ok(()) if store => self.state.cache.put(self.key, answer.clone()).await,
+            Ok(()) => {}
+            Err(why) => {
+                self.state
+                    .metrics
+                    .answers_not_stored
+                    .with_label_values(&[why.0])
+                    .inc();
+                tracing::debug!(key = %self.key, reason = why.0, "answer passed on, not stored");
+            }
+        }
     }
 
     /// Forwards a streamed answer chunk by chunk while recording it. The relay is read
     /// by its own task, so a client that disconnects mid-stream does not waste the
     /// tokens already paid for: the answer is still completed, stored and handed to
-    /// any followers.
+    /// any followers. A stream that breaks ends with an SSE error event.
     fn stream_through(
         self,
         relay: RelayResponse,
@@ -410,15 +518,29 @@ impl Miss {
         let mut body = relay.body;
         // The row's latency is time to response headers, like every other row's.
         let latency_ms = log.elapsed_ms();
-        tokio::spawn(async move {
+        let work = self.state.work.clone();
+        work.spawn(async move {
+            let cut = self.state.cut.clone();
             let mut recorder = StreamRecorder::new(self.endpoint);
+            let mut strip = (!self.include_usage).then(UsageStrip::default);
             let mut client_gone = false;
             let mut failure = None;
-            while let Some(chunk) = body.next().await {
+            loop {
+                let next = tokio::select! {
+                    next = body.next() => next,
+                    () = cut.cancelled() => Some(Err(ApiError::RelayTimeout(
+                        "the gateway shut down mid-stream",
+                    ))),
+                };
+                let Some(chunk) = next else { break };
                 match chunk {
                     Ok(bytes) => {
                         recorder.feed(&bytes);
-                        if !client_gone && tx.send(Ok(bytes)).await.is_err() {
+                        let out = match &mut strip {
+                            Some(strip) => strip.feed(&bytes),
+                            None => bytes,
+                        };
+                        if !client_gone && !out.is_empty() && tx.send(Ok(out)).await.is_err() {
                             client_gone = true;
                         }
                     }
@@ -431,6 +553,12 @@ impl Miss {
                         failure = Some(error);
                         break;
                     }
+                }
+            }
+            if let (Some(strip), None) = (strip, &failure) {
+                let rest = strip.finish();
+                if !client_gone && !rest.is_empty() {
+                    let _ = tx.send(Ok(rest)).await;
                 }
             }
             drop(tx);
@@ -449,9 +577,8 @@ impl Miss {
                         &value,
                         self.ttl,
                     ));
-                    if store {
-                        self.state.cache.put(self.key, answer.clone()).await;
-                    }
+                    let storable = CachedAnswer::storable(self.endpoint, &value);
+                    self.store(store, storable, &answer).await;
                     FlightOutcome::Answer(answer)
                 }
             };

@@ -11,6 +11,7 @@ mod health;
 mod observe;
 mod proxy;
 mod request_log;
+mod usage_strip;
 
 use axum::Router;
 use axum::routing::{any, get, post};

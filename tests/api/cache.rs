@@ -71,7 +71,12 @@ async fn a_streamed_miss_is_served_plain_and_replayed_as_a_stream() {
     let mut streamed = stream_body("Where is my parcel?");
     let miss = app.chat(&streamed).await;
     assert_eq!(header(&miss, "x-cache"), "miss");
-    let original = sse_events(&miss.text().await.unwrap());
+    let original_raw = miss.text().await.unwrap();
+    assert!(
+        !original_raw.contains("usage"),
+        "a client that did not ask sees no usage: {original_raw}"
+    );
+    let original = sse_events(&original_raw);
     let original_text: String = original
         .iter()
         .filter_map(|e| {
@@ -110,8 +115,16 @@ async fn a_streamed_miss_is_served_plain_and_replayed_as_a_stream() {
             .and_then(Value::as_str)
     });
     assert_eq!(finish, Some("stop"));
-    // The first stream had no usage (not asked for), so the replay has none to give.
-    assert!(events.iter().all(|e| e["usage"].is_null()));
+    // The client of the first stream did not ask for usage, but the gateway did: the
+    // entry carries it, so a replay that asks gets it as its last chunk, and a plain hit
+    // has it in its body.
+    let last = events.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert!(
+        last["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+        "{last}"
+    );
+    assert_eq!(plain["usage"], last["usage"]);
     assert_eq!(app.stub.calls("/v1/chat/completions"), 1);
 }
 

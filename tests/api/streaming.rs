@@ -28,7 +28,11 @@ async fn first_sse_event_arrives_before_the_relay_has_finished() {
         gate: true,
         ..Default::default()
     });
-    let response = app.chat(&stream_body("Where is my order?")).await;
+    // The client asks for usage itself, so the gateway forwards the relay's bytes as
+    // they are (otherwise it strips the usage it asked for on the client's behalf).
+    let mut body = stream_body("Where is my order?");
+    body["stream_options"] = json!({"include_usage": true});
+    let response = app.chat(&body).await;
     assert_eq!(response.status(), 200);
     let mut stream = response.bytes_stream();
     let first = tokio::time::timeout(DEADLINE, stream.next())
