@@ -51,6 +51,17 @@ pub struct Behavior {
     pub fail_when_body_contains: Option<String>,
     /// Headers added to every answer (cookies, organization headers, ...).
     pub response_headers: Vec<(String, String)>,
+    /// Chat answers finish with this reason (`length`, `content_filter`, ...).
+    pub finish_reason: Option<String>,
+    /// Chat answers have `choices: []`.
+    pub empty_choices: bool,
+    /// Plain chat answers carry this `content-type` instead of `application/json`.
+    pub content_type: Option<String>,
+    /// Streamed chat answers leave out the chunk that carries `finish_reason` (and still
+    /// end with `[DONE]`).
+    pub drop_finish_chunk: bool,
+    /// Answers carry no `usage` (plain) and no usage chunk (streams), as some relays do.
+    pub no_usage: bool,
 }
 
 #[derive(Default)]
@@ -320,10 +331,10 @@ async fn chat(State(state): State<Arc<StubState>>, request: Request) -> Response
         "completion_tokens": answer.completion_tokens,
         "total_tokens": answer.prompt_tokens + answer.completion_tokens,
     });
-    let finish = if answer.tool_call.is_some() {
-        "tool_calls"
-    } else {
-        "stop"
+    let finish = match &behavior.finish_reason {
+        Some(reason) => reason.as_str(),
+        None if answer.tool_call.is_some() => "tool_calls",
+        None => "stop",
     };
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         let include_usage = body.pointer("/stream_options/include_usage") == Some(&json!(true));
@@ -362,8 +373,13 @@ async fn chat(State(state): State<Arc<StubState>>, request: Request) -> Response
                 ));
             }
         }
-        events.push(chunk(json!({}), Some(finish)));
-        if include_usage {
+        if !behavior.drop_finish_chunk {
+            events.push(chunk(json!({}), Some(finish)));
+        }
+        if behavior.empty_choices {
+            events.clear();
+        }
+        if include_usage && !behavior.no_usage {
             events.push(json!({
                 "id": id, "object": "chat.completion.chunk", "created": now_secs(), "model": model,
                 "system_fingerprint": "fp_stub", "choices": [], "usage": usage,
@@ -379,13 +395,31 @@ async fn chat(State(state): State<Arc<StubState>>, request: Request) -> Response
         message["tool_calls"] = json!([{"id": call_id, "type": "function",
             "function": {"name": name, "arguments": arguments}}]);
     }
-    json_answer(&state, &json!({
+    let mut answer = json!({
         "id": id, "object": "chat.completion", "created": now_secs(), "model": model,
         "system_fingerprint": "fp_stub",
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
         "usage": usage,
-    }))
-    .into_response()
+    });
+    if behavior.empty_choices {
+        answer["choices"] = json!([]);
+    }
+    if behavior.no_usage
+        && let Value::Object(fields) = &mut answer
+    {
+        fields.remove("usage");
+    }
+    let mut response = json_answer(&state, &answer);
+    if let Some(content_type) = behavior
+        .content_type
+        .as_deref()
+        .and_then(|t| axum::http::HeaderValue::from_str(t).ok())
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    response
 }
 
 async fn completions(State(state): State<Arc<StubState>>, request: Request) -> Response {
@@ -491,6 +525,13 @@ fn split_pieces(text: &str) -> Vec<String> {
 fn sse(state: Arc<StubState>, behavior: Behavior, events: Vec<Value>) -> Response {
     let total = events.len();
     lock(&state.last_sent).clear();
+    if total == 0 {
+        *lock(&state.last_sent) = b"data: [DONE]\n\n".to_vec();
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::from("data: [DONE]\n\n"))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
     let stream =
         futures_util::stream::iter(events.into_iter().enumerate()).then(move |(i, event)| {
             let state = state.clone();

@@ -276,22 +276,6 @@ async fn fifty_concurrent_identical_misses_make_one_relay_call() {
     assert!(app.state.flights.is_empty());
 }
 
-/// The cache key the gateway computes for `body` from the test client's key.
-fn key_for(body: &Value) -> CacheKey {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(b"sk-client-test");
-    let namespace = format!("key-{}", hex::encode(&digest[..8]));
-    let Value::Object(map) = body.clone() else {
-        panic!("object body")
-    };
-    edge_gateway::keying::cache_key(
-        edge_gateway::endpoint::Endpoint::ChatCompletions,
-        &namespace,
-        &map,
-        Default::default(),
-    )
-}
-
 #[tokio::test]
 async fn followers_of_a_failed_leader_get_the_same_error_and_nothing_is_cached() {
     // One attempt: the leader's failure is final (retries are the relay tests' subject).

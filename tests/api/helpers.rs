@@ -334,3 +334,19 @@ pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
 }
+
+/// The cache key the gateway computes for `body` from the test client's key.
+pub fn key_for(body: &Value) -> edge_gateway::keying::CacheKey {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(b"sk-client-test");
+    let namespace = format!("key-{}", hex::encode(&digest[..8]));
+    let Value::Object(map) = body.clone() else {
+        panic!("object body")
+    };
+    edge_gateway::keying::cache_key(
+        edge_gateway::endpoint::Endpoint::ChatCompletions,
+        &namespace,
+        &map,
+        Default::default(),
+    )
+}

@@ -12,6 +12,7 @@ mod errors;
 mod faults;
 mod hardening;
 mod health;
+mod integrity;
 mod isolation;
 mod proxy;
 mod redis_server;

@@ -1,0 +1,258 @@
+//! Nothing broken stored or served, nothing paid for lost, money figures for every
+//! answer (issue 13).
+
+use std::time::Duration;
+
+use edge_gateway::relay_stub::{Behavior, RelayStub};
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map_or(String::new(), |v| v.to_str().unwrap().to_owned())
+}
+
+fn count(db: &std::path::Path, sql: &str) -> i64 {
+    Connection::open(db)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+// ---- never store a broken answer ----------------------------------------------------
+
+#[tokio::test]
+async fn incomplete_answers_are_passed_on_and_never_stored() {
+    let app = spawn_app().await;
+    let cases: Vec<(&str, bool, Behavior)> = vec![
+        (
+            "plain, no choices",
+            false,
+            Behavior {
+                empty_choices: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "plain, cut by length",
+            false,
+            Behavior {
+                finish_reason: Some("length".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "plain, content filter",
+            false,
+            Behavior {
+                finish_reason: Some("content_filter".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "plain, labelled text/html",
+            false,
+            Behavior {
+                content_type: Some("text/html; charset=utf-8".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "stream of only [DONE]",
+            true,
+            Behavior {
+                empty_choices: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "stream cut before its finish_reason, still ending with [DONE]",
+            true,
+            Behavior {
+                drop_finish_chunk: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "stream cut by length",
+            true,
+            Behavior {
+                finish_reason: Some("length".into()),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (what, stream, behavior) in cases {
+        app.stub.set(behavior);
+        let body = if stream {
+            stream_body(what)
+        } else {
+            chat_body(what)
+        };
+        let calls = app.stub.calls("/v1/chat/completions");
+        for round in 0..2 {
+            let r = app.chat(&body).await;
+            assert_eq!(r.status(), 200, "{what}: passed on as the relay sent it");
+            assert_eq!(header(&r, "x-cache"), "miss", "{what}: round {round}");
+            r.bytes().await.unwrap();
+        }
+        assert_eq!(
+            app.stub.calls("/v1/chat/completions"),
+            calls + 2,
+            "{what}: stored and replayed"
+        );
+    }
+    let m = app.get("/metrics").await.text().await.unwrap();
+    assert!(m.contains("edge_gateway_answers_not_stored_total{"), "{m}");
+}
+
+// ---- nothing paid for is lost -------------------------------------------------------
+
+#[tokio::test]
+async fn a_leader_whose_client_left_still_completes_stores_and_serves_its_followers() {
+    let app = spawn_app().await;
+    app.stub.set(Behavior {
+        hold: true,
+        ..Default::default()
+    });
+    let body = chat_body("Do you ship to Norway?");
+    let key = key_for(&body);
+    let leader = {
+        let (client, url, body) = (
+            app.client.clone(),
+            app.url("/v1/chat/completions"),
+            serde_json::to_vec(&body).unwrap(),
+        );
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .body(body)
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await
+        })
+    };
+    eventually("the leader at the relay", || async {
+        (app.stub.calls("/v1/chat/completions") == 1).then_some(())
+    })
+    .await;
+    let mut followers = Vec::new();
+    for _ in 0..9 {
+        let (client, url, body) = (
+            app.client.clone(),
+            app.url("/v1/chat/completions"),
+            serde_json::to_vec(&body).unwrap(),
+        );
+        followers.push(tokio::spawn(async move {
+            let r = client.post(url).body(body).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }));
+    }
+    eventually("nine followers waiting", || async {
+        (app.state.flights.waiting(&key) == 9).then_some(())
+    })
+    .await;
+    assert!(
+        leader.await.unwrap().is_err(),
+        "the leader's client gave up"
+    );
+    app.stub.release();
+    for follower in followers {
+        let (status, text) = follower.await.unwrap();
+        assert_eq!(status, 200);
+        assert!(text.contains("Answer to: Do you ship to Norway?"), "{text}");
+    }
+    assert_eq!(app.stub.calls("/v1/chat/completions"), 1, "one relay call");
+    assert_eq!(header(&app.chat(&body).await, "x-cache"), "hit", "stored");
+    app.state.analytics.writer.flush().await;
+    let db = app.dir.path().join("gateway.db");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM cache_events WHERE tier = 'miss' AND status = 200 AND completion_tokens > 0"
+        ),
+        1,
+        "the leader's row, with what was spent"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM cache_events"), 11);
+}
+
+#[tokio::test]
+async fn sigterm_waits_for_relay_calls_whose_clients_left() {
+    let stub = RelayStub::start().await.unwrap();
+    stub.set(Behavior {
+        delay_ms: 800,
+        ..Default::default()
+    });
+    let mut gateway = GatewayProcess::spawn(&[
+        ("RELAY_URL", stub.url()),
+        ("SHUTDOWN_GRACE_SECS", "10".to_owned()),
+    ]);
+    let client = client_with_key();
+    let mut gone = Vec::new();
+    for i in 0..5 {
+        let request = client
+            .post(gateway.url("/v1/chat/completions"))
+            .body(serde_json::to_vec(&chat_body(&format!("question {i}"))).unwrap())
+            .timeout(Duration::from_millis(200))
+            .send();
+        gone.push(tokio::spawn(request));
+    }
+    for request in gone {
+        assert!(request.await.unwrap().is_err(), "the client left");
+    }
+    assert_eq!(stub.calls("/v1/chat/completions"), 5);
+    gateway.signal("TERM");
+    let gateway = tokio::task::spawn_blocking(move || {
+        let status = gateway.wait_exit();
+        assert!(status.success(), "{status:?}");
+        gateway
+    })
+    .await
+    .unwrap();
+    let db = gateway.dir.path().join("gw.db");
+    assert_eq!(count(&db, "SELECT count(*) FROM cache_events"), 5, "rows");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM cache_entries"),
+        5,
+        "entries"
+    );
+}
+
+// ---- money figures for every answer -------------------------------------------------
+
+#[tokio::test]
+async fn a_streamed_miss_without_include_usage_is_priced_and_its_hits_save() {
+    let app = spawn_app().await;
+    let r = app.chat(&stream_body("What is the refund window?")).await;
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("usage"), "the client did not ask: {text}");
+    let asked: Value = serde_json::from_slice(&app.stub.last_body().unwrap()).unwrap();
+    assert_eq!(asked["stream_options"]["include_usage"], json!(true));
+    let hit = json_of(app.chat(&chat_body("What is the refund window?")).await).await;
+    assert!(
+        hit["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+        "{hit}"
+    );
+    app.state.analytics.writer.flush().await;
+    let db = app.dir.path().join("gateway.db");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM cache_events WHERE tier = 'miss' AND completion_tokens > 0 AND cost_usd > 0"
+        ),
+        1,
+        "the streamed miss is priced"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM cache_events WHERE tier = 'l1' AND saved_usd > 0"
+        ),
+        1,
+        "its hit saves"
+    );
+}
