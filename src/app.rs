@@ -98,9 +98,15 @@ impl AppState {
         let relay = Arc::new(Relay::new(&config, metrics.relay()).map_err(StartError::Relay)?);
         let cache = TieredCache::new(
             L1Cache::new(config.cache.l1_max_bytes),
-            RedisTier::from_config(&config.redis, metrics.redis_calls.clone()),
+            RedisTier::with_limits(
+                &config.redis,
+                metrics.redis_calls.clone(),
+                config.cache.max_entry_bytes,
+                metrics.cache_rejected.clone(),
+            ),
             sqlite,
-        );
+        )
+        .with_entry_limit(config.cache.max_entry_bytes, metrics.cache_rejected.clone());
         let region: Arc<str> = Arc::from(config.edge_region.as_str());
         let analytics = Analytics {
             enabled: config.analytics.enabled,

@@ -258,6 +258,9 @@ pub struct CacheConfig {
     /// Memory for recognising byte-identical request bodies without parsing them
     /// (0 turns the fast path off).
     pub fast_path_bytes: u64,
+    /// Largest answer body stored in any tier, and largest value read back from Redis
+    /// (larger ones are skipped and counted, never allocated or waited for).
+    pub max_entry_bytes: usize,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -381,6 +384,7 @@ impl Default for CacheConfig {
             l1_max_bytes: 256 * 1024 * 1024,
             shared_namespace: None,
             fast_path_bytes: 16 * 1024 * 1024,
+            max_entry_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -727,6 +731,7 @@ impl Config {
                 self.sqlite.cleanup_interval_secs,
             ),
             ("L1_MAX_BYTES", self.cache.l1_max_bytes),
+            ("cache.max_entry_bytes", self.cache.max_entry_bytes as u64),
             ("MAX_BODY_BYTES", self.server.max_body_bytes as u64),
             ("server.max_in_flight", self.server.max_in_flight as u64),
             ("server.body_timeout_ms", self.server.body_timeout_ms),

@@ -31,6 +31,7 @@ pub struct Metrics {
     pub shed: IntCounter,
     pub connections_open: IntGauge,
     pub answers_not_stored: IntCounterVec,
+    pub cache_rejected: IntCounterVec,
     pub connections_shed: IntCounter,
     pub rate_limited: IntCounter,
 }
@@ -176,6 +177,14 @@ impl Metrics {
             "Requests refused with 503 because max_in_flight was reached",
         )
         .expect("valid metric");
+        let cache_rejected = IntCounterVec::new(
+            Opts::new(
+                "cache_rejected_total",
+                "Entries neither stored nor served: oversized, or a stored value that failed its checks",
+            ),
+            &["tier", "reason"],
+        )
+        .expect("valid metric");
         let answers_not_stored = IntCounterVec::new(
             Opts::new(
                 "answers_not_stored_total",
@@ -219,6 +228,7 @@ impl Metrics {
             Box::new(shed.clone()),
             Box::new(connections_open.clone()),
             Box::new(answers_not_stored.clone()),
+            Box::new(cache_rejected.clone()),
             Box::new(connections_shed.clone()),
             Box::new(rate_limited.clone()),
         ] {
@@ -249,6 +259,7 @@ impl Metrics {
             connections_open,
             connections_shed,
             answers_not_stored,
+            cache_rejected,
             rate_limited,
         }
     }

@@ -60,7 +60,15 @@ struct Inner {
     probe_interval: Duration,
     prefix: String,
     calls: prometheus::IntCounterVec,
+    /// Bodies above this are neither stored nor read back.
+    max_entry_bytes: usize,
+    /// Values not served, by reason (`cache_rejected_total{tier="redis"}`).
+    rejected: prometheus::IntCounterVec,
 }
+
+/// What a stored value may add to its body: the header, model and namespace (each at
+/// most 64 KiB) and the checksum.
+const VALUE_OVERHEAD: usize = 2 * 65_536 + 64;
 
 /// Why a Redis call did not give an answer (the caller falls back; it never fails).
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +90,22 @@ impl RedisTier {
     /// `None` when neither `REDIS_URL` nor `REDIS_CLUSTER_URLS` is set. `calls` counts
     /// call outcomes (the `redis_calls_total` metric).
     pub fn from_config(config: &RedisConfig, calls: prometheus::IntCounterVec) -> Option<Self> {
+        let rejected = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("unregistered", "unregistered"),
+            &["tier", "reason"],
+        )
+        .expect("valid metric");
+        Self::with_limits(config, calls, 8 * 1024 * 1024, rejected)
+    }
+
+    /// As [`RedisTier::from_config`], with the entry size bound and the counter of
+    /// values not served (`tier`, `reason` labels).
+    pub fn with_limits(
+        config: &RedisConfig,
+        calls: prometheus::IntCounterVec,
+        max_entry_bytes: usize,
+        rejected: prometheus::IntCounterVec,
+    ) -> Option<Self> {
         let target = match (&config.url, config.cluster_urls.is_empty()) {
             (Some(url), _) => Target::Single(url.expose().to_owned()),
             (None, false) => Target::Cluster(
@@ -105,6 +129,8 @@ impl RedisTier {
                 probe_interval: Duration::from_millis(config.probe_interval_ms),
                 prefix: config.key_prefix.clone(),
                 calls,
+                max_entry_bytes,
+                rejected,
             }),
         })
     }
@@ -264,17 +290,49 @@ impl RedisTier {
         result
     }
 
+    /// The entry under `key`. At most `max_entry_bytes` (plus the value's overhead) are
+    /// read, so a huge value planted under a key costs one bounded read and is skipped,
+    /// never a slow call that would trip the breaker. A value that fails its checksum or
+    /// lengths is a miss, deleted and counted.
     pub async fn get(
         &self,
         namespace: &str,
         key: &CacheKey,
     ) -> Result<Option<CachedAnswer>, RedisUnavailable> {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.redis_key(namespace, key));
-        let value: Option<Vec<u8>> = self.call("get", cmd).await?;
-        Ok(value
-            .and_then(|v| codec::decode(&v))
-            .filter(|a| !a.is_expired()))
+        let redis_key = self.redis_key(namespace, key);
+        let max_value = self.inner.max_entry_bytes.saturating_add(VALUE_OVERHEAD);
+        let mut cmd = redis::cmd("GETRANGE");
+        cmd.arg(&redis_key).arg(0).arg(max_value);
+        // GETRANGE answers "" for a missing key; no stored value is ever empty.
+        let value: Vec<u8> = self.call("get", cmd).await?;
+        if value.is_empty() {
+            return Ok(None);
+        }
+        if value.len() > max_value {
+            self.reject("oversized");
+            return Ok(None);
+        }
+        match codec::decode(&value, self.inner.max_entry_bytes) {
+            Ok(answer) => Ok((!answer.is_expired()).then_some(answer)),
+            Err(corrupt) => {
+                self.reject(corrupt.as_str());
+                tracing::warn!(key = %redis_key, reason = corrupt.as_str(), "redis value failed its checks: deleted, served as a miss");
+                let tier = self.clone();
+                tokio::spawn(async move {
+                    let mut cmd = redis::cmd("UNLINK");
+                    cmd.arg(redis_key);
+                    let _: Result<i64, _> = tier.call("delete", cmd).await;
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    fn reject(&self, reason: &str) {
+        self.inner
+            .rejected
+            .with_label_values(&["redis", reason])
+            .inc();
     }
 
     /// Stores in the background; the request never waits for it.
@@ -283,7 +341,7 @@ impl RedisTier {
             return;
         }
         let ttl_ms = answer.remaining_ttl().as_millis() as u64;
-        if ttl_ms == 0 {
+        if ttl_ms == 0 || answer.body.len() > self.inner.max_entry_bytes {
             return;
         }
         let tier = self.clone();

@@ -49,11 +49,32 @@ pub struct TieredCache {
     l1: L1Cache,
     redis: Option<RedisTier>,
     sqlite: SqliteTier,
+    /// Answers with a larger body are not stored anywhere (counted).
+    max_entry_bytes: usize,
+    rejected: Option<prometheus::IntCounterVec>,
 }
 
 impl TieredCache {
     pub fn new(l1: L1Cache, redis: Option<RedisTier>, sqlite: SqliteTier) -> Self {
-        Self { l1, redis, sqlite }
+        Self {
+            l1,
+            redis,
+            sqlite,
+            max_entry_bytes: usize::MAX,
+            rejected: None,
+        }
+    }
+
+    /// Bounds what is stored: bodies over `max_entry_bytes` are counted in `rejected`
+    /// (`tier="all"`, `reason="oversized"`) and not stored.
+    pub fn with_entry_limit(
+        mut self,
+        max_entry_bytes: usize,
+        rejected: prometheus::IntCounterVec,
+    ) -> Self {
+        self.max_entry_bytes = max_entry_bytes;
+        self.rejected = Some(rejected);
+        self
     }
 
     pub fn l1(&self) -> &L1Cache {
@@ -93,6 +114,12 @@ impl TieredCache {
     }
 
     pub async fn put(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
+        if answer.body.len() > self.max_entry_bytes {
+            if let Some(rejected) = &self.rejected {
+                rejected.with_label_values(&["all", "oversized"]).inc();
+            }
+            return;
+        }
         self.l1.insert(key, answer.clone()).await;
         if let Some(redis) = &self.redis {
             redis.put(key, answer.clone());

@@ -256,3 +256,145 @@ async fn a_streamed_miss_without_include_usage_is_priced_and_its_hits_save() {
         "its hit saves"
     );
 }
+
+// ---- never serve a broken stored value ----------------------------------------------
+
+/// The Redis key the gateway uses for `prompt` asked by the test client.
+fn redis_key_of(prompt: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(b"sk-client-test");
+    let namespace = format!("key-{}", hex::encode(&digest[..8]));
+    format!("eg:v1:{namespace}:{}", key_for(&chat_body(prompt)).to_hex())
+}
+
+fn rejected(metrics: &str, reason: &str) -> u64 {
+    let needle =
+        format!("edge_gateway_cache_rejected_total{{reason=\"{reason}\",tier=\"redis\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn damaged_crafted_and_huge_redis_values_are_misses_never_crashes_or_outages() {
+    use redis::AsyncCommands;
+    let redis = crate::redis_server::RedisServer::start();
+    let with_redis = |url: String| {
+        move |c: &mut edge_gateway::config::Config| {
+            c.redis.url = Some(edge_gateway::config::Secret::new(url));
+            c.redis.probe_interval_ms = 50;
+            c.cache.max_entry_bytes = 64 * 1024;
+        }
+    };
+    let writer = spawn_app_with(with_redis(redis.url())).await;
+    let reader = spawn_app_with(with_redis(redis.url())).await;
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+
+    // 1. A value truncated by one byte.
+    let prompt = "Where is my refund?";
+    writer.chat(&chat_body(prompt)).await.bytes().await.unwrap();
+    let key = redis_key_of(prompt);
+    let good: Vec<u8> = eventually("the entry in Redis", || async {
+        let v: Vec<u8> = redis::cmd("GET")
+            .arg(&key)
+            .query_async::<Option<Vec<u8>>>(&mut conn.clone())
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    let _: () = conn.set(&key, &good[..good.len() - 1]).await.unwrap();
+    reader.stub.set(Behavior {
+        status: Some(500),
+        ..Default::default()
+    });
+    let r = reader.chat(&chat_body(prompt)).await;
+    assert_eq!(
+        r.status(),
+        500,
+        "a miss: the relay was asked (and failed on purpose)"
+    );
+    assert_eq!(header(&r, "x-cache"), "miss");
+    eventually("the damaged value deleted", || async {
+        let exists: bool = conn.clone().exists(&key).await.unwrap();
+        (!exists).then_some(())
+    })
+    .await;
+    let m = reader.get("/metrics").await.text().await.unwrap();
+    assert!(rejected(&m, "checksum") >= 1, "{m}");
+    reader.stub.set(Behavior::default());
+    let r = reader.chat(&chat_body(prompt)).await;
+    assert_eq!(header(&r, "x-cache"), "miss", "not served from L1 either");
+    let body = json_of(r).await;
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        format!("Answer to: {prompt}")
+    );
+
+    // 2. A crafted size prefix (4 GiB) with a valid checksum.
+    let crafted_prompt = "Crafted?";
+    writer
+        .chat(&chat_body(crafted_prompt))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let crafted_key = redis_key_of(crafted_prompt);
+    let mut value: Vec<u8> = eventually("the second entry in Redis", || async {
+        let v: Option<Vec<u8>> = conn.clone().get(&crafted_key).await.unwrap();
+        v
+    })
+    .await;
+    value.truncate(value.len() - 4);
+    // Header: magic, endpoint, flags, expiry and usage (29 bytes), then model and
+    // namespace (a u16 length each), then the body's length.
+    let mut body_len_at = 3 + 1 + 1 + 24;
+    for _ in 0..2 {
+        let len = u16::from_le_bytes([value[body_len_at], value[body_len_at + 1]]) as usize;
+        body_len_at += 2 + len;
+    }
+    value[body_len_at..body_len_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let checksum = crc32fast::hash(&value);
+    value.extend_from_slice(&checksum.to_le_bytes());
+    let _: () = conn.set(&crafted_key, value).await.unwrap();
+    let r = reader.chat(&chat_body(crafted_prompt)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-cache"), "miss");
+    assert_eq!(reader.get("/healthz").await.status(), 200, "still alive");
+
+    // 3. A 50 MB value under a key: skipped and counted, Redis stays up for every key.
+    let huge_key = redis_key_of("Huge?");
+    let _: () = conn
+        .set(&huge_key, vec![b'x'; 50 * 1024 * 1024])
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let r = reader.chat(&chat_body("Huge?")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-cache"), "miss");
+        r.bytes().await.unwrap();
+        // A new miss stores over the huge value; plant it again.
+        let _: () = conn
+            .set(&huge_key, vec![b'x'; 50 * 1024 * 1024])
+            .await
+            .unwrap();
+        reader.state.cache.l1().purge(None);
+    }
+    let m = reader.get("/metrics").await.text().await.unwrap();
+    assert!(rejected(&m, "oversized") >= 1, "{m}");
+    assert!(rejected(&m, "length") >= 1, "{m}");
+    assert_eq!(
+        json_of(reader.get("/readyz").await).await["tiers"]["redis"],
+        "up"
+    );
+    assert!(
+        !m.contains(r#"edge_gateway_redis_calls_total{op="get",outcome="timeout"}"#),
+        "{m}"
+    );
+}
