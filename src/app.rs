@@ -110,11 +110,12 @@ impl AppState {
         let region: Arc<str> = Arc::from(config.edge_region.as_str());
         let analytics = Analytics {
             enabled: config.analytics.enabled,
-            writer: AnalyticsWriter::start(
+            writer: AnalyticsWriter::start_reporting(
                 &config.sqlite.path,
                 region.clone(),
                 config.analytics.retention_days,
                 config.analytics.queue_capacity,
+                cache.sqlite().health(),
             )?,
             global: cache.redis().map(|_| GlobalCounters::new(region)),
             pricing: Pricing::new(&config.pricing),
@@ -123,7 +124,10 @@ impl AppState {
             case_insensitive: config.normalize.case_insensitive,
         };
         let limits = RateLimits::new(&config.rate_limit);
-        let fast_path = FastPath::new(config.cache.fast_path_bytes);
+        let fast_path = FastPath::new(
+            config.cache.fast_path_bytes,
+            config.cache.fast_path_max_body_bytes,
+        );
         Ok(Self(Arc::new(Shared {
             config,
             auth,
@@ -223,10 +227,19 @@ impl AppState {
     pub fn refresh_gauges(&self) {
         self.analytics.refresh_metrics(&self.metrics);
         for (tier, state) in self.cache.states() {
+            let enabled = state != "disabled";
             self.metrics
-                .tier_state
+                .tier_enabled
                 .with_label_values(&[tier])
-                .set(i64::from(state == "up"));
+                .set(i64::from(enabled));
+            // A tier that is not configured is not down: no `up` series, so an alert
+            // on `cache_tier_up == 0` means a real outage.
+            if enabled {
+                self.metrics
+                    .tier_state
+                    .with_label_values(&[tier])
+                    .set(i64::from(state == "up"));
+            }
         }
         if self.config.is_managed() {
             for (region, usable) in self.relay.usable_keys() {

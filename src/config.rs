@@ -258,6 +258,8 @@ pub struct CacheConfig {
     /// Memory for recognising byte-identical request bodies without parsing them
     /// (0 turns the fast path off).
     pub fast_path_bytes: u64,
+    /// Request bodies larger than this are never remembered by the fast path.
+    pub fast_path_max_body_bytes: usize,
     /// Largest answer body stored in any tier, and largest value read back from Redis
     /// (larger ones are skipped and counted, never allocated or waited for).
     pub max_entry_bytes: usize,
@@ -384,6 +386,7 @@ impl Default for CacheConfig {
             l1_max_bytes: 256 * 1024 * 1024,
             shared_namespace: None,
             fast_path_bytes: 16 * 1024 * 1024,
+            fast_path_max_body_bytes: 64 * 1024,
             max_entry_bytes: 8 * 1024 * 1024,
         }
     }

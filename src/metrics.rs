@@ -15,6 +15,7 @@ pub struct Metrics {
     pub relay_requests: IntCounterVec,
     pub relay_latency: HistogramVec,
     pub tier_state: IntGaugeVec,
+    pub tier_enabled: IntGaugeVec,
     pub redis_calls: IntCounterVec,
     pub tokens_saved: IntCounter,
     pub usd_saved: Counter,
@@ -85,7 +86,18 @@ impl Metrics {
         )
         .expect("valid metric");
         let tier_state = IntGaugeVec::new(
-            Opts::new("cache_tier_up", "1 when a cache tier is up, 0 when down"),
+            Opts::new(
+                "cache_tier_up",
+                "1 when a configured cache tier is up, 0 when down (absent when not configured)",
+            ),
+            &["tier"],
+        )
+        .expect("valid metric");
+        let tier_enabled = IntGaugeVec::new(
+            Opts::new(
+                "cache_tier_enabled",
+                "1 when a cache tier is configured, 0 when it is not (Redis without REDIS_URL)",
+            ),
             &["tier"],
         )
         .expect("valid metric");
@@ -212,6 +224,7 @@ impl Metrics {
             Box::new(relay_requests.clone()),
             Box::new(relay_latency.clone()),
             Box::new(tier_state.clone()),
+            Box::new(tier_enabled.clone()),
             Box::new(redis_calls.clone()),
             Box::new(tokens_saved.clone()),
             Box::new(usd_saved.clone()),
@@ -242,6 +255,7 @@ impl Metrics {
             relay_requests,
             relay_latency,
             tier_state,
+            tier_enabled,
             redis_calls,
             tokens_saved,
             usd_saved,

@@ -17,6 +17,10 @@ pub struct CacheableRequest {
     pub include_usage: bool,
 }
 
+/// Model names are short (the longest public ones are under 100 bytes); a longer one is
+/// refused before it reaches logs, analytics rows or the relay.
+pub const MAX_MODEL_BYTES: usize = 256;
+
 fn missing(field: &'static str, what: &str) -> ApiError {
     ApiError::InvalidRequest {
         message: format!("'{field}' is required and must be {what}"),
@@ -42,8 +46,10 @@ impl CacheableRequest {
             });
         };
         let model = match body.get("model") {
-            Some(Value::String(m)) if !m.is_empty() => m.clone(),
-            _ => return Err(missing("model", "a non-empty string")),
+            Some(Value::String(m)) if !m.is_empty() && m.len() <= MAX_MODEL_BYTES => m.clone(),
+            _ => {
+                return Err(missing("model", "a non-empty string of at most 256 bytes"));
+            }
         };
         match endpoint {
             Endpoint::ChatCompletions => validate_messages(body.get("messages"))?,
@@ -192,6 +198,15 @@ mod tests {
                 r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#
             ),
             Some("missing_or_invalid_field")
+        );
+        let long_model = format!(
+            r#"{{"model":"{}","messages":[{{"role":"user","content":"x"}}]}}"#,
+            "m".repeat(MAX_MODEL_BYTES + 1)
+        );
+        assert_eq!(
+            code(ChatCompletions, &long_model),
+            Some("missing_or_invalid_field"),
+            "an overlong model name"
         );
         assert_eq!(
             code(Completions, r#"{"model":"m"}"#),

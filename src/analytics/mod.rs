@@ -41,8 +41,10 @@ impl Analytics {
             Known::Yes => {}
             Known::FirstUnknown => {
                 metrics.unknown_model_prices.inc();
+                // A bounded sample: the first names seen, each cut to 64 characters.
+                let shown: String = model.chars().take(64).collect();
                 tracing::warn!(
-                    model,
+                    model = %shown,
                     "no price for this model: cost and savings count as 0 (add it under [pricing])"
                 );
             }

@@ -36,6 +36,10 @@ const DEFAULTS: &[(&str, f64, f64)] = &[
     ("text-embedding-ada-002", 0.10, 0.0),
 ];
 
+/// Unknown model names remembered (and logged once each); past this, unknown models are
+/// only counted. Clients choose model names, so the set must not grow with them.
+pub const MAX_UNKNOWN_REPORTED: usize = 256;
+
 pub struct Pricing {
     prices: BTreeMap<String, ModelPrice>,
     unknown_reported: Mutex<HashSet<String>>,
@@ -79,11 +83,13 @@ impl Pricing {
                 Known::Yes,
             ),
             None => {
-                let first = self
+                let mut reported = self
                     .unknown_reported
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(model.to_owned());
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let first = reported.len() < MAX_UNKNOWN_REPORTED
+                    && !reported.contains(model)
+                    && reported.insert(model.to_owned());
                 (
                     0.0,
                     if first {
@@ -107,6 +113,20 @@ pub enum Known {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_names_remembered_are_bounded() {
+        let pricing = Pricing::new(&BTreeMap::new());
+        let firsts = (0..MAX_UNKNOWN_REPORTED + 100)
+            .filter(|i| pricing.cost(&format!("made-up-{i}"), 1, 1).1 == Known::FirstUnknown)
+            .count();
+        assert_eq!(firsts, MAX_UNKNOWN_REPORTED);
+        assert_eq!(
+            pricing.unknown_reported.lock().unwrap().len(),
+            MAX_UNKNOWN_REPORTED
+        );
+        assert_eq!(pricing.cost("made-up-0", 1, 1).1, Known::Unknown);
+    }
 
     #[test]
     fn prices_by_exact_name_then_longest_prefix() {

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::event::CacheEvent;
 use crate::cache::now_ms;
-use crate::db::{self, DbError};
+use crate::db::{DbError, DbHealth, OpenedFile, Writer};
 
 /// Sized for bursts: at ~200 bytes an event, 64 Ki events is ~13 MiB.
 pub const QUEUE_CAPACITY: usize = 65_536;
@@ -50,13 +50,40 @@ impl AnalyticsWriter {
         retention_days: u32,
         capacity: usize,
     ) -> Result<Self, DbError> {
-        let conn = db::open_migrated(path)?;
+        Self::start_reporting(
+            path,
+            region,
+            retention_days,
+            capacity,
+            Arc::new(DbHealth::default()),
+        )
+    }
+
+    /// As [`AnalyticsWriter::start`], reporting write failures into `health` (shared
+    /// with the SQLite cache tier, which writes the same file).
+    pub fn start_reporting(
+        path: &Path,
+        region: Arc<str>,
+        retention_days: u32,
+        capacity: usize,
+        health: Arc<DbHealth>,
+    ) -> Result<Self, DbError> {
+        let conn = OpenedFile::open(path)?;
         let (queue, receiver) = mpsc::sync_channel(capacity);
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
         std::thread::Builder::new()
             .name("analytics-writer".into())
-            .spawn(move || write_loop(conn, receiver, region, retention_days, thread_counters))
+            .spawn(move || {
+                write_loop(
+                    conn,
+                    receiver,
+                    region,
+                    retention_days,
+                    thread_counters,
+                    health,
+                )
+            })
             .map_err(|source| DbError::Directory {
                 path: "analytics writer thread".into(),
                 source,
@@ -117,7 +144,8 @@ impl AnalyticsWriter {
 }
 
 struct WriterState {
-    conn: Connection,
+    file: OpenedFile,
+    health: Arc<DbHealth>,
     region: Arc<str>,
     retention_days: u32,
     counters: Arc<Counters>,
@@ -130,7 +158,7 @@ impl WriterState {
         if self.retention_days == 0 || self.last_prune.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
             return;
         }
-        match prune(&self.conn, self.retention_days) {
+        match prune(&self.file.conn, self.retention_days) {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 rows = n,
@@ -151,13 +179,15 @@ impl WriterState {
                 Op::Flush(reply) => flushes.push(reply),
             }
         }
-        write_batch(
-            &mut self.conn,
-            &self.region,
-            &events,
-            &self.counters,
-            &mut self.failing,
-        );
+        // Rows go to the file at the path, even if it was deleted or replaced.
+        self.file.reopen_if_stale("analytics");
+        let mut ok = insert(&mut self.file.conn, &self.region, &events);
+        if ok.is_err() && self.file.reopen().is_ok() {
+            // A reopened connection may succeed where the old one failed.
+            ok = insert(&mut self.file.conn, &self.region, &events);
+        }
+        self.health.report(Writer::Analytics, ok.is_ok());
+        count_batch(ok, events.len() as u64, &self.counters, &mut self.failing);
         for reply in flushes {
             let _ = reply.send(());
         }
@@ -166,14 +196,16 @@ impl WriterState {
 }
 
 fn write_loop(
-    conn: Connection,
+    file: OpenedFile,
     receiver: mpsc::Receiver<Op>,
     region: Arc<str>,
     retention_days: u32,
     counters: Arc<Counters>,
+    health: Arc<DbHealth>,
 ) {
     let state = std::cell::RefCell::new(WriterState {
-        conn,
+        file,
+        health,
         region,
         retention_days,
         counters,
@@ -190,15 +222,8 @@ fn write_loop(
     );
 }
 
-fn write_batch(
-    conn: &mut Connection,
-    region: &str,
-    events: &[CacheEvent],
-    counters: &Counters,
-    failing: &mut bool,
-) {
-    let count = events.len() as u64;
-    match insert(conn, region, events) {
+fn count_batch(result: rusqlite::Result<()>, count: u64, counters: &Counters, failing: &mut bool) {
+    match result {
         Ok(()) => {
             counters.written.fetch_add(count, Ordering::Relaxed);
             if *failing {

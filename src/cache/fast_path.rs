@@ -1,22 +1,28 @@
-//! Recognises a request body seen before, byte for byte, and skips straight to its cache
-//! key: no JSON parsing, validation or normalization on repeats, which is what FAQ
-//! traffic mostly is. The map key holds the whole body (compared exactly, never by a
-//! hash alone), the endpoint and the namespace, so it answers only what the slow path
-//! would compute. Bounded in bytes; a miss here just takes the slow path.
+//! Recognises a request body seen before and skips straight to its cache key: no JSON
+//! parsing, validation or normalization on repeats, which is what FAQ traffic mostly is.
+//!
+//! The map is keyed by the endpoint, the namespace and the SHA-256 of the body, never
+//! by the body itself: an entry costs the same ~200 bytes whatever the body's size, so
+//! the byte budget holds however large the bodies clients send (whole bodies as keys
+//! once let 300 distinct 3 MB bodies hold over 1 GB, freed late by moka's deferred
+//! destruction). SHA-256 makes answering on the digest alone as safe as comparing the
+//! bytes. Bodies over `max_body` are not remembered at all (hashing them would cost
+//! more than parsing saves). A miss here just takes the slow path.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use moka::sync::Cache;
+use sha2::{Digest, Sha256};
 
 use crate::endpoint::Endpoint;
 use crate::keying::CacheKey;
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct RawRequest {
-    pub endpoint: Endpoint,
-    pub namespace: Arc<str>,
-    pub body: Bytes,
+/// What identifies a request body on the fast path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Fingerprint {
+    endpoint: Endpoint,
+    namespace: Arc<str>,
+    digest: [u8; 32],
 }
 
 /// What the slow path learned about a body.
@@ -28,40 +34,116 @@ pub struct KnownRequest {
     pub include_usage: bool,
 }
 
+/// Bytes an entry costs besides its namespace: the digest, the known request, moka's
+/// own bookkeeping.
+const ENTRY_OVERHEAD: usize = 192;
+
 #[derive(Clone)]
 pub struct FastPath {
-    known: Option<Cache<RawRequest, Arc<KnownRequest>>>,
+    known: Option<Cache<Fingerprint, Arc<KnownRequest>>>,
+    max_body: usize,
 }
 
 impl FastPath {
-    /// `max_bytes` of 0 turns the fast path off.
-    pub fn new(max_bytes: u64) -> Self {
+    /// `max_bytes` of 0 turns the fast path off; bodies over `max_body` bytes are never
+    /// remembered.
+    pub fn new(max_bytes: u64, max_body: usize) -> Self {
         Self {
             known: (max_bytes > 0).then(|| {
                 Cache::builder()
                     .max_capacity(max_bytes)
-                    .weigher(|raw: &RawRequest, _: &Arc<KnownRequest>| {
-                        u32::try_from(raw.body.len() + raw.namespace.len() + 128)
-                            .unwrap_or(u32::MAX)
+                    .weigher(|fp: &Fingerprint, _: &Arc<KnownRequest>| {
+                        u32::try_from(fp.namespace.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
                     })
                     .build()
             }),
+            max_body,
         }
     }
 
-    pub fn get(&self, raw: &RawRequest) -> Option<Arc<KnownRequest>> {
-        self.known.as_ref()?.get(raw)
+    /// The body's fingerprint, or `None` when the fast path is off or the body too large.
+    pub fn fingerprint(
+        &self,
+        endpoint: Endpoint,
+        namespace: &Arc<str>,
+        body: &[u8],
+    ) -> Option<Fingerprint> {
+        (self.known.is_some() && body.len() <= self.max_body).then(|| Fingerprint {
+            endpoint,
+            namespace: namespace.clone(),
+            digest: Sha256::digest(body).into(),
+        })
     }
 
-    pub fn remember(&self, raw: RawRequest, known: KnownRequest) {
+    pub fn get(&self, fingerprint: &Fingerprint) -> Option<Arc<KnownRequest>> {
+        self.known.as_ref()?.get(fingerprint)
+    }
+
+    pub fn remember(&self, fingerprint: Fingerprint, known: KnownRequest) {
         if let Some(cache) = &self.known {
-            // A request body is a view into hyper's read buffer; keeping the view would
-            // keep the whole buffer (kilobytes) alive. Keep an exact copy instead.
-            let raw = RawRequest {
-                body: Bytes::copy_from_slice(&raw.body),
-                ..raw
-            };
-            cache.insert(raw, Arc::new(known));
+            cache.insert(fingerprint, Arc::new(known));
         }
+    }
+
+    /// The budget in use (for tests and benches).
+    pub fn weighted_size(&self) -> u64 {
+        self.known.as_ref().map_or(0, |c| {
+            c.run_pending_tasks();
+            c.weighted_size()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> KnownRequest {
+        KnownRequest {
+            key: crate::keying::cache_key(
+                Endpoint::ChatCompletions,
+                "ns",
+                &serde_json::Map::new(),
+                Default::default(),
+            ),
+            model: Arc::from("m"),
+            stream: false,
+            include_usage: false,
+        }
+    }
+
+    #[test]
+    fn an_entry_costs_the_same_whatever_the_body_size_and_big_bodies_are_not_kept() {
+        let path = FastPath::new(1 << 20, 256 * 1024);
+        let ns: Arc<str> = Arc::from("tenant");
+        for size in [10, 1_000, 100_000] {
+            let body = vec![b'a' + (size % 26) as u8; size];
+            let fp = path
+                .fingerprint(Endpoint::ChatCompletions, &ns, &body)
+                .expect("under the cap");
+            path.remember(fp, known());
+        }
+        assert_eq!(
+            path.weighted_size(),
+            3 * (ns.len() + ENTRY_OVERHEAD) as u64,
+            "weight is independent of the body"
+        );
+        let big = vec![b'z'; 256 * 1024 + 1];
+        assert!(
+            path.fingerprint(Endpoint::ChatCompletions, &ns, &big)
+                .is_none()
+        );
+        let fp = path
+            .fingerprint(Endpoint::ChatCompletions, &ns, &[b'a' + 10; 10])
+            .unwrap();
+        assert!(path.get(&fp).is_some(), "found again by its digest");
+        let other_ns = path
+            .fingerprint(
+                Endpoint::ChatCompletions,
+                &Arc::from("other"),
+                &[b'a' + 10; 10],
+            )
+            .unwrap();
+        assert!(path.get(&other_ns).is_none(), "namespaces never share");
     }
 }

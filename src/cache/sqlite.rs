@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::answer::{CachedAnswer, Usage, now_ms};
-use crate::db::{self, DbError};
+use crate::db::{self, DbError, DbHealth, OpenedFile, Writer};
 use crate::endpoint::Endpoint;
 use crate::keying::CacheKey;
 
@@ -44,12 +44,13 @@ pub struct SqliteTier {
     writes: SyncSender<WriteOp>,
     dropped: Arc<AtomicU64>,
     known: KnownKeys,
+    health: Arc<DbHealth>,
 }
 
 impl SqliteTier {
     /// Opens (and migrates) the database and starts the writer thread.
     pub fn open(path: &Path, max_bytes: u64, cleanup_every: Duration) -> Result<Self, DbError> {
-        let writer = db::open_migrated(path)?;
+        let writer = OpenedFile::open(path)?;
         let reader = db::open(path)?;
         let known: KnownKeys = Arc::new(Mutex::new(load_keys(&reader).map_err(|source| {
             DbError::Sqlite {
@@ -58,20 +59,38 @@ impl SqliteTier {
             }
         })?));
         let (writes, queue) = mpsc::sync_channel(QUEUE);
-        let writer_keys = known.clone();
+        let health = Arc::new(DbHealth::default());
+        let reader = Arc::new(Mutex::new(reader));
+        let shared = Shared {
+            known: known.clone(),
+            reader: reader.clone(),
+            health: health.clone(),
+        };
         std::thread::Builder::new()
             .name("sqlite-cache-writer".into())
-            .spawn(move || write_loop(writer, queue, max_bytes, cleanup_every, writer_keys))
+            .spawn(move || write_loop(writer, queue, max_bytes, cleanup_every, shared))
             .map_err(|e| DbError::Directory {
                 path: "writer thread".into(),
                 source: e,
             })?;
         Ok(Self {
-            reader: Arc::new(Mutex::new(reader)),
+            reader,
             writes,
             dropped: Arc::new(AtomicU64::new(0)),
             known,
+            health,
         })
+    }
+
+    /// Whether the database's writers succeed (this tier's and the analytics writer
+    /// sharing [`SqliteTier::health`]).
+    pub fn is_up(&self) -> bool {
+        self.health.is_up()
+    }
+
+    /// The health flags to share with the analytics writer (same file).
+    pub fn health(&self) -> Arc<DbHealth> {
+        self.health.clone()
     }
 
     pub async fn get(&self, key: CacheKey) -> Option<CachedAnswer> {
@@ -187,30 +206,51 @@ pub fn purge_entries(conn: &Connection, namespace: Option<&str>) -> rusqlite::Re
     }
 }
 
+/// What the writer thread shares with the tier.
+struct Shared {
+    known: KnownKeys,
+    reader: Arc<Mutex<Connection>>,
+    health: Arc<DbHealth>,
+}
+
 fn write_loop(
-    conn: Connection,
+    file: OpenedFile,
     queue: mpsc::Receiver<WriteOp>,
     max_bytes: u64,
     cleanup_every: Duration,
-    known: KnownKeys,
+    shared: Shared,
 ) {
     struct State {
-        conn: Connection,
+        file: OpenedFile,
         last_cleanup: Instant,
         failing: bool,
     }
     let state = std::cell::RefCell::new(State {
-        conn,
+        file,
         last_cleanup: Instant::now(),
         failing: false,
     });
+    // A deleted or replaced file: write to the one at the path from now on, and forget
+    // the keys of the old one (their rows are gone with it).
+    let follow_the_path = |s: &mut State| {
+        if !s.file.reopen_if_stale("cache") {
+            return;
+        }
+        *lock_keys(&shared.known) = load_keys(&s.file.conn).unwrap_or_default();
+        if let Ok(reader) = db::open(s.file.path()) {
+            *shared
+                .reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = reader;
+        }
+    };
     let cleanup_if_due = |s: &mut State| {
         if s.last_cleanup.elapsed() < cleanup_every {
             return;
         }
-        match cleanup(&s.conn, max_bytes) {
+        match cleanup(&s.file.conn, max_bytes) {
             Ok(gone) => {
-                let mut keys = lock_keys(&known);
+                let mut keys = lock_keys(&shared.known);
                 for key in gone {
                     keys.remove(&key);
                 }
@@ -222,11 +262,13 @@ fn write_loop(
     crate::batch::run_batches(
         &queue,
         BATCH,
-        cleanup_every,
+        cleanup_every.min(Duration::from_secs(5)),
         |batch| {
             let s = &mut *state.borrow_mut();
+            follow_the_path(s);
             let purged = batch.iter().any(|op| matches!(op, WriteOp::Purge(..)));
-            let result = apply(&mut s.conn, batch);
+            let result = apply(&mut s.file.conn, batch);
+            shared.health.report(Writer::Cache, result.is_ok());
             match (&result, s.failing) {
                 (Err(e), false) => {
                     tracing::error!(error = %e, "sqlite cache writes failing (entries stay in L1/Redis only)");
@@ -238,12 +280,16 @@ fn write_loop(
                 }
                 _ => {}
             }
-            if purged && let Ok(keys) = load_keys(&s.conn) {
-                *lock_keys(&known) = keys;
+            if purged && let Ok(keys) = load_keys(&s.file.conn) {
+                *lock_keys(&shared.known) = keys;
             }
             cleanup_if_due(s);
         },
-        || cleanup_if_due(&mut state.borrow_mut()),
+        || {
+            let s = &mut *state.borrow_mut();
+            follow_the_path(s);
+            cleanup_if_due(s);
+        },
     );
 }
 

@@ -150,6 +150,7 @@ impl TieredCache {
             Some(r) if r.is_up() => "up",
             Some(_) => "down",
         };
-        [("l1", "up"), ("redis", redis), ("sqlite", "up")]
+        let sqlite = if self.sqlite.is_up() { "up" } else { "down" };
+        [("l1", "up"), ("redis", redis), ("sqlite", sqlite)]
     }
 }

@@ -7,6 +7,10 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+mod watch;
+
+pub use watch::{DbHealth, OpenedFile, Writer};
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("cannot create the directory for {path}: {source}")]

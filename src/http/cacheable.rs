@@ -25,7 +25,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::cache::{
     BufferedAnswer, CachedAnswer, FlightGuard, FlightOutcome, Join, KnownRequest, NotCacheable,
-    RawRequest, StreamRecorder, Tier, Usage, wait,
+    StreamRecorder, Tier, Usage, wait,
 };
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
@@ -142,14 +142,10 @@ async fn handle_inner(
         state.config.cache.shared_namespace.as_deref(),
     );
     log.namespace = namespace.clone();
-    let raw_request = RawRequest {
-        endpoint,
-        namespace: namespace.clone(),
-        body: raw.clone(),
-    };
+    let fingerprint = state.fast_path.fingerprint(endpoint, &namespace, &raw);
     // Fast path: these exact bytes were parsed and keyed before.
     if !controls.bypasses_lookup()
-        && let Some(known) = state.fast_path.get(&raw_request)
+        && let Some(known) = fingerprint.as_ref().and_then(|f| state.fast_path.get(f))
         && let Some((answer, tier)) = state.cache.get(&namespace, &known.key).await
     {
         log.model = known.model.clone();
@@ -159,19 +155,20 @@ async fn handle_inner(
             &state, endpoint, log, &answer, tier, shape, known.key,
         ));
     }
-    let request = CacheableRequest::parse(endpoint, &raw)?;
+    let (request, key) = parse_and_key(&state, endpoint, &namespace, &raw).await?;
     log.model = Arc::from(request.model.as_str());
-    let key = cache_key(endpoint, &namespace, &request.body, state.key_options);
     log.key = Some(key);
-    state.fast_path.remember(
-        raw_request,
-        KnownRequest {
-            key,
-            model: log.model.clone(),
-            stream: request.stream,
-            include_usage: request.include_usage,
-        },
-    );
+    if let Some(fingerprint) = fingerprint {
+        state.fast_path.remember(
+            fingerprint,
+            KnownRequest {
+                key,
+                model: log.model.clone(),
+                stream: request.stream,
+                include_usage: request.include_usage,
+            },
+        );
+    }
 
     let miss = |state: AppState| Miss {
         state,
@@ -241,6 +238,35 @@ async fn handle_inner(
             }
         },
     }
+}
+
+/// Bodies above this are parsed and keyed on the blocking pool: parsing and normalizing a
+/// 4 MB body takes ~100 ms of CPU, which on an async worker would stall every request
+/// queued behind it (cache hits included).
+const PARSE_INLINE_MAX: usize = 128 * 1024;
+
+/// Validates the body and computes its cache key, off the async workers when large.
+async fn parse_and_key(
+    state: &AppState,
+    endpoint: Endpoint,
+    namespace: &Arc<str>,
+    raw: &Bytes,
+) -> Result<(CacheableRequest, CacheKey), ApiError> {
+    let options = state.key_options;
+    let work = {
+        let (raw, namespace) = (raw.clone(), namespace.clone());
+        move || {
+            let request = CacheableRequest::parse(endpoint, &raw)?;
+            let key = cache_key(endpoint, &namespace, &request.body, options);
+            Ok((request, key))
+        }
+    };
+    if raw.len() <= PARSE_INLINE_MAX {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("request parsing failed: {e}")))?
 }
 
 /// A hit from a cache tier: counted, logged for analytics, rendered in the request's

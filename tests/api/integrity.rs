@@ -398,3 +398,75 @@ async fn damaged_crafted_and_huge_redis_values_are_misses_never_crashes_or_outag
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn a_deleted_database_file_is_recreated_and_later_rows_and_entries_land_in_it() {
+    let app = spawn_app().await;
+    app.chat(&chat_body("before")).await.bytes().await.unwrap();
+    app.state.analytics.writer.flush().await;
+    app.state.cache.sqlite().flush().await;
+    let db = app.dir.path().join("gateway.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    for i in 0..10 {
+        let r = app.chat(&chat_body(&format!("after {i}"))).await;
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    app.state.analytics.writer.flush().await;
+    app.state.cache.sqlite().flush().await;
+    assert!(db.exists(), "the file is back");
+    assert_eq!(count(&db, "SELECT count(*) FROM cache_events"), 10, "rows");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM cache_entries"),
+        10,
+        "entries"
+    );
+    assert_eq!(
+        json_of(app.get("/readyz").await).await["tiers"]["sqlite"],
+        "up"
+    );
+}
+
+#[tokio::test]
+async fn integers_beyond_64_bits_are_refused_so_they_never_share_a_key() {
+    let app = spawn_app().await;
+    for seed in ["18446744073709551616", "18446744073709551617"] {
+        let body = format!(
+            r#"{{"model":"gpt-4o-mini","seed":{seed},"messages":[{{"role":"user","content":"dice"}}]}}"#
+        );
+        let r = app.post_raw("/v1/chat/completions", body).await;
+        assert_eq!(r.status(), 400, "{seed}");
+        assert_eq!(error_code(r).await, "invalid_json");
+    }
+    assert_eq!(app.stub.total_calls(), 0);
+    let mut keys = std::collections::HashSet::new();
+    for seed in ["18446744073709551615", "18446744073709551614"] {
+        let body = format!(
+            r#"{{"model":"gpt-4o-mini","seed":{seed},"messages":[{{"role":"user","content":"dice"}}]}}"#
+        );
+        let r = app.post_raw("/v1/chat/completions", body).await;
+        assert_eq!(r.status(), 200);
+        keys.insert(header(&r, "x-cache-key"));
+    }
+    assert_eq!(keys.len(), 2, "64-bit seeds keep their own keys");
+}
+
+#[tokio::test]
+async fn a_tier_that_is_not_configured_is_not_reported_down() {
+    let app = spawn_app().await;
+    let m = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        m.contains(r#"edge_gateway_cache_tier_enabled{tier="redis"} 0"#),
+        "{m}"
+    );
+    assert!(
+        !m.contains(r#"edge_gateway_cache_tier_up{tier="redis"}"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"edge_gateway_cache_tier_up{tier="sqlite"} 1"#),
+        "{m}"
+    );
+}
