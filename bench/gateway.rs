@@ -292,6 +292,7 @@ fn writer_report() {
         key: Some(CacheKey([7; 32])),
         prompt_tokens: 42,
         completion_tokens: 128,
+        usage_estimated: false,
         latency_ms: 0.08,
         relay_region: None,
         cost_usd: 0.0,

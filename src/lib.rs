@@ -39,6 +39,7 @@ pub mod request;
 pub mod server;
 pub mod strict_json;
 pub mod telemetry;
+pub mod tokens;
 
 pub use app::{App, AppState};
 pub use config::Config;

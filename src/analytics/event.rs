@@ -61,6 +61,8 @@ pub struct CacheEvent {
     pub key: Option<CacheKey>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// The token counts are the gateway's estimate (the relay reported none).
+    pub usage_estimated: bool,
     pub latency_ms: f64,
     pub relay_region: Option<Arc<str>>,
     pub cost_usd: f64,

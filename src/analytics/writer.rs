@@ -245,13 +245,13 @@ fn count_batch(result: rusqlite::Result<()>, count: u64, counters: &Counters, fa
 
 /// Rows per INSERT statement: one statement step per 64 rows instead of per row.
 const ROWS_PER_STATEMENT: usize = 64;
-const COLUMNS: usize = 14;
+const COLUMNS: usize = 15;
 
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO cache_events (ts, region, endpoint, namespace, model, tier, status,
              key_hash, prompt_tokens, completion_tokens, latency_ms, relay_region,
-             cost_usd, saved_usd) VALUES ",
+             cost_usd, saved_usd, usage_estimated) VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
@@ -295,7 +295,7 @@ fn insert(conn: &mut Connection, region: &str, events: &[CacheEvent]) -> rusqlit
                 ]
             })
             .collect();
-        let numbers: Vec<[i64; 4]> = chunk
+        let numbers: Vec<[i64; 5]> = chunk
             .iter()
             .map(|e| {
                 [
@@ -303,6 +303,7 @@ fn insert(conn: &mut Connection, region: &str, events: &[CacheEvent]) -> rusqlit
                     i64::from(e.status),
                     e.prompt_tokens as i64,
                     e.completion_tokens as i64,
+                    i64::from(e.usage_estimated),
                 ]
             })
             .collect();
@@ -326,6 +327,7 @@ fn insert(conn: &mut Connection, region: &str, events: &[CacheEvent]) -> rusqlit
                 &relay_regions[i],
                 &e.cost_usd,
                 &e.saved_usd,
+                &n[4],
             ]);
         }
         stmt.execute(values.as_slice())?;

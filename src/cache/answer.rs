@@ -15,6 +15,8 @@ use crate::endpoint::Endpoint;
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Counted by the gateway (the relay reported none): see [`crate::tokens`].
+    pub estimated: bool,
 }
 
 impl Usage {
@@ -28,6 +30,7 @@ impl Usage {
         Self {
             prompt_tokens: field("prompt_tokens"),
             completion_tokens: field("completion_tokens"),
+            estimated: false,
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::endpoint::Endpoint;
 /// are read as misses and replaced by the next store.
 const MAGIC: &[u8; 3] = b"EG2";
 const FLAG_LZ4: u8 = 1;
+const FLAG_USAGE_ESTIMATED: u8 = 2;
 /// Bodies below this size are stored as they are (compression would cost more than it saves).
 pub const COMPRESS_ABOVE: usize = 1024;
 const CHECKSUM_BYTES: usize = 4;
@@ -69,10 +70,13 @@ pub fn encode(answer: &CachedAnswer) -> Vec<u8> {
     let compressed = (answer.body.len() >= COMPRESS_ABOVE)
         .then(|| lz4_flex::block::compress(&answer.body))
         .filter(|c| c.len() <= answer.body.len() - answer.body.len() / 8);
-    let (flags, body): (u8, &[u8]) = match &compressed {
+    let (mut flags, body): (u8, &[u8]) = match &compressed {
         Some(c) => (FLAG_LZ4, c),
         None => (0, &answer.body),
     };
+    if answer.usage.estimated {
+        flags |= FLAG_USAGE_ESTIMATED;
+    }
     let model = truncated(&answer.model);
     let namespace = truncated(&answer.namespace);
     let mut out = BytesMut::with_capacity(52 + model.len() + namespace.len() + body.len());
@@ -144,6 +148,7 @@ pub fn decode(bytes: &[u8], max_body: usize) -> Result<CachedAnswer, Corrupt> {
         let usage = Usage {
             prompt_tokens: r.u64()?,
             completion_tokens: r.u64()?,
+            estimated: flags & FLAG_USAGE_ESTIMATED != 0,
         };
         let model = r.text()?;
         let namespace = r.text()?;

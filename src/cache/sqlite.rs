@@ -167,7 +167,8 @@ fn load_keys(conn: &Connection) -> rusqlite::Result<HashSet<CacheKey>> {
 
 fn read_entry(conn: &Connection, key: &CacheKey) -> rusqlite::Result<Option<CachedAnswer>> {
     conn.prepare_cached(
-        "SELECT endpoint, namespace, model, body, prompt_tokens, completion_tokens, expires_at_ms
+        "SELECT endpoint, namespace, model, body, prompt_tokens, completion_tokens, expires_at_ms,
+                usage_estimated
          FROM cache_entries WHERE key = ?1 AND expires_at_ms > ?2",
     )?
     .query_row(params![key.to_hex(), now_ms() as i64], |row| {
@@ -184,6 +185,7 @@ fn read_entry(conn: &Connection, key: &CacheKey) -> rusqlite::Result<Option<Cach
                 Usage {
                     prompt_tokens: row.get::<_, i64>(4).unwrap_or(0) as u64,
                     completion_tokens: row.get::<_, i64>(5).unwrap_or(0) as u64,
+                    estimated: row.get::<_, i64>(7).unwrap_or(0) != 0,
                 },
                 row.get::<_, i64>(6).unwrap_or(0) as u64,
             )
@@ -304,8 +306,8 @@ fn apply(conn: &mut Connection, batch: Vec<WriteOp>) -> rusqlite::Result<()> {
                     .prepare_cached(
                         "INSERT OR REPLACE INTO cache_entries
                          (key, namespace, endpoint, model, body, prompt_tokens, completion_tokens,
-                          created_at_ms, expires_at_ms, size)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                          created_at_ms, expires_at_ms, size, usage_estimated)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     )
                     .and_then(|mut stmt| {
                         stmt.execute(params![
@@ -319,6 +321,7 @@ fn apply(conn: &mut Connection, batch: Vec<WriteOp>) -> rusqlite::Result<()> {
                             now_ms() as i64,
                             a.expires_at_ms as i64,
                             a.body.len() as i64,
+                            i64::from(a.usage.estimated),
                         ])
                     });
                 if let Err(e) = r {

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_cache_events.sql",
         include_str!("../../migrations/0002_cache_events.sql"),
     ),
+    (
+        3,
+        "0003_usage_estimated.sql",
+        include_str!("../../migrations/0003_usage_estimated.sql"),
+    ),
 ];
 
 /// Opens (creating if needed) the database with the pragmas every connection uses.

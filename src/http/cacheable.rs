@@ -90,6 +90,8 @@ struct Miss {
     /// What the relay gets: the client's bytes, or on a stream that did not ask for
     /// usage, the body with `stream_options.include_usage` set.
     relay_body: Bytes,
+    /// The parsed request, to estimate usage when the relay reports none.
+    request_body: Arc<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The body re-serialized with `stream_options.include_usage = true`.
@@ -155,7 +157,7 @@ async fn handle_inner(
             &state, endpoint, log, &answer, tier, shape, known.key,
         ));
     }
-    let (request, key) = parse_and_key(&state, endpoint, &namespace, &raw).await?;
+    let (mut request, key) = parse_and_key(&state, endpoint, &namespace, &raw).await?;
     log.model = Arc::from(request.model.as_str());
     log.key = Some(key);
     if let Some(fingerprint) = fingerprint {
@@ -170,6 +172,8 @@ async fn handle_inner(
         );
     }
 
+    // For a usage estimate, should the relay report none (misses only).
+    let request_body = Arc::new(std::mem::take(&mut request.body));
     let miss = |state: AppState| Miss {
         state,
         caller: caller.namespace.clone(),
@@ -182,10 +186,11 @@ async fn handle_inner(
         managed: caller.managed,
         relay_headers: request_headers_for_relay(&parts.headers, caller.managed, true),
         relay_body: if request.stream && !request.include_usage {
-            with_usage_requested(&request.body)
+            with_usage_requested(&request_body)
         } else {
             raw.clone()
         },
+        request_body: request_body.clone(),
     };
 
     if controls.bypasses_lookup() {
@@ -476,13 +481,14 @@ impl Miss {
         }
         let value = CachedAnswer::validate(self.endpoint, &body)
             .map_err(|why| ApiError::RelayBadResponse(why.0.into()))?;
-        let answer = Arc::new(CachedAnswer::new(
-            self.endpoint,
-            self.namespace.clone(),
-            body.clone(),
-            &value,
-            self.ttl,
-        ));
+        let mut value = value;
+        let estimate = self.estimate_usage(&mut value).await;
+        // The stored answer carries the estimate, so its hits return usage too.
+        let stored_body = match estimate {
+            None => body.clone(),
+            Some(_) => Bytes::from(serde_json::to_vec(&value).unwrap_or_default()),
+        };
+        let answer = Arc::new(self.answer(stored_body, &value, estimate));
         log.spent(&self.state, answer.usage);
         if self.state.config.privacy.log_payloads {
             tracing::info!(target: "edge_gateway::payload", key = %self.key, answer = %String::from_utf8_lossy(&body[..body.len().min(4096)]), "relay answer (privacy.log_payloads)");
@@ -498,6 +504,46 @@ impl Miss {
         *response.headers_mut() = response_headers_for_client(&headers, self.managed);
         mark_relayed(response.headers_mut(), x_cache, self.key, &region);
         Ok((FlightOutcome::Answer(answer), response))
+    }
+
+    /// Adds an estimate to an answer whose relay reported no usage (see
+    /// [`crate::tokens`]) and returns it; `None` when the relay reported usage.
+    async fn estimate_usage(&self, value: &mut serde_json::Value) -> Option<Usage> {
+        if crate::tokens::reported(value) {
+            return None;
+        }
+        let (endpoint, request, answer) = (self.endpoint, self.request_body.clone(), value.clone());
+        let usage = tokio::task::spawn_blocking(move || {
+            crate::tokens::estimate(endpoint, &request, &answer)
+        })
+        .await
+        .ok()?;
+        if let serde_json::Value::Object(fields) = value {
+            fields.insert(
+                "usage".into(),
+                serde_json::json!({
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+                }),
+            );
+        }
+        Some(usage)
+    }
+
+    /// A cached answer built from a complete relay answer, with the estimate (if any).
+    fn answer(
+        &self,
+        body: Bytes,
+        value: &serde_json::Value,
+        estimate: Option<Usage>,
+    ) -> CachedAnswer {
+        let mut answer =
+            CachedAnswer::new(self.endpoint, self.namespace.clone(), body, value, self.ttl);
+        if let Some(usage) = estimate {
+            answer.usage = usage;
+        }
+        answer
     }
 
     /// Stores a complete answer when the request allows it and the answer may be stored.
@@ -593,16 +639,11 @@ impl Miss {
                 (None, None) => FlightOutcome::Failed(ApiError::RelayBadResponse(
                     "the relay's stream ended without [DONE]".into(),
                 )),
-                (None, Some(value)) => {
-                    log.spent(&self.state, Usage::from_json(value.get("usage")));
+                (None, Some(mut value)) => {
+                    let estimate = self.estimate_usage(&mut value).await;
                     let body = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-                    let answer = Arc::new(CachedAnswer::new(
-                        self.endpoint,
-                        self.namespace.clone(),
-                        body,
-                        &value,
-                        self.ttl,
-                    ));
+                    let answer = Arc::new(self.answer(body, &value, estimate));
+                    log.spent(&self.state, answer.usage);
                     let storable = CachedAnswer::storable(self.endpoint, &value);
                     self.store(store, storable, &answer).await;
                     FlightOutcome::Answer(answer)

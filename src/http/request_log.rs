@@ -71,6 +71,7 @@ impl RequestLog {
                 key: self.key,
                 prompt_tokens: self.usage.prompt_tokens,
                 completion_tokens: self.usage.completion_tokens,
+                usage_estimated: self.usage.estimated,
                 latency_ms,
                 relay_region: self.relay_region,
                 cost_usd: self.cost_usd,

@@ -470,3 +470,91 @@ async fn a_tier_that_is_not_configured_is_not_reported_down() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn a_stream_cut_at_the_end_of_the_grace_period_still_leaves_its_row() {
+    let stub = RelayStub::start().await.unwrap();
+    stub.set(Behavior {
+        chunk_delay_ms: 2_000,
+        ..Default::default()
+    });
+    let mut gateway = GatewayProcess::spawn(&[
+        ("RELAY_URL", stub.url()),
+        ("SHUTDOWN_GRACE_SECS", "1".to_owned()),
+    ]);
+    let client = client_with_key();
+    let response = client
+        .post(gateway.url("/v1/chat/completions"))
+        .body(serde_json::to_vec(&stream_body("a long story please")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let reading = tokio::spawn(async move { response.bytes().await });
+    gateway.signal("TERM");
+    let gateway = tokio::task::spawn_blocking(move || {
+        let status = gateway.wait_exit();
+        assert!(status.success(), "{status:?}");
+        gateway
+    })
+    .await
+    .unwrap();
+    let _ = reading.await;
+    let db = gateway.dir.path().join("gw.db");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM cache_events WHERE tier = 'miss'"),
+        1,
+        "the cut stream's row"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM cache_entries"),
+        0,
+        "not stored"
+    );
+}
+
+#[tokio::test]
+async fn a_relay_that_reports_no_usage_gets_estimated_and_marked_figures() {
+    let app = spawn_app().await;
+    app.stub.set(Behavior {
+        no_usage: true,
+        ..Default::default()
+    });
+    let plain = json_of(app.chat(&chat_body("Do you have gift cards?")).await).await;
+    assert!(
+        plain.get("usage").is_none(),
+        "the client gets the relay's answer as sent"
+    );
+    let hit = json_of(app.chat(&chat_body("Do you have gift cards?")).await).await;
+    assert!(
+        hit["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+        "a hit returns the estimate: {hit}"
+    );
+    let streamed = app.chat(&stream_body("Can I pay by invoice?")).await;
+    streamed.bytes().await.unwrap();
+    app.state.analytics.writer.flush().await;
+    let db = app.dir.path().join("gateway.db");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM cache_events WHERE tier = 'miss' AND usage_estimated = 1 AND completion_tokens > 0 AND cost_usd > 0"
+        ),
+        2,
+        "plain and streamed misses are priced from the estimate"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM cache_events WHERE tier = 'l1' AND usage_estimated = 1 AND saved_usd > 0"
+        ),
+        1
+    );
+    app.state.cache.sqlite().flush().await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM cache_entries WHERE usage_estimated = 1"
+        ),
+        2
+    );
+}
