@@ -241,6 +241,9 @@ impl AppState {
                     .set(i64::from(state == "up"));
             }
         }
+        if let Some(redis) = self.cache.redis() {
+            self.metrics.redis_slots_down.set(redis.slots_down() as i64);
+        }
         if self.config.is_managed() {
             for (region, usable) in self.relay.usable_keys() {
                 self.metrics

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub relay_latency: HistogramVec,
     pub tier_state: IntGaugeVec,
     pub tier_enabled: IntGaugeVec,
+    pub redis_slots_down: IntGauge,
     pub redis_calls: IntCounterVec,
     pub tokens_saved: IntCounter,
     pub usd_saved: Counter,
@@ -99,6 +100,11 @@ impl Metrics {
                 "1 when a cache tier is configured, 0 when it is not (Redis without REDIS_URL)",
             ),
             &["tier"],
+        )
+        .expect("valid metric");
+        let redis_slots_down = IntGauge::new(
+            "redis_slots_down",
+            "Redis Cluster hash slots skipped now because their master does not answer",
         )
         .expect("valid metric");
         let redis_calls = IntCounterVec::new(
@@ -225,6 +231,7 @@ impl Metrics {
             Box::new(relay_latency.clone()),
             Box::new(tier_state.clone()),
             Box::new(tier_enabled.clone()),
+            Box::new(redis_slots_down.clone()),
             Box::new(redis_calls.clone()),
             Box::new(tokens_saved.clone()),
             Box::new(usd_saved.clone()),
@@ -256,6 +263,7 @@ impl Metrics {
             relay_latency,
             tier_state,
             tier_enabled,
+            redis_slots_down,
             redis_calls,
             tokens_saved,
             usd_saved,

@@ -6,10 +6,15 @@
 //! consecutive failures the breaker opens: Redis is skipped entirely (requests go to
 //! SQLite and pay nothing), and a background prober reconnects and PINGs until Redis
 //! answers, then closes the breaker. One log line per transition.
+//!
+//! On a Cluster, one master down must not take the others with it: keyed commands feed
+//! a breaker per range of hash slots ([`SlotHealth`]) instead, so keys on live masters
+//! keep being served from Redis while the dead master's ranges are skipped (and retried
+//! once per probe interval). The whole tier is marked down only when every range is.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
@@ -64,6 +69,102 @@ struct Inner {
     max_entry_bytes: usize,
     /// Values not served, by reason (`cache_rejected_total{tier="redis"}`).
     rejected: prometheus::IntCounterVec,
+    /// Cluster mode: health per slot range.
+    slots: Option<SlotHealth>,
+}
+
+/// Ranges of hash slots with a breaker each (16384 slots / 128 = 128 slots a range: a
+/// master owns whole ranges in any balanced layout).
+const SLOT_RANGES: usize = 128;
+const SLOTS: u16 = 16_384;
+
+/// The Redis Cluster hash slot of `key` (CRC16/XMODEM of the key or its `{hashtag}`).
+pub fn hash_slot(key: &[u8]) -> u16 {
+    let tagged = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(tagged) % SLOTS
+}
+
+/// Cluster mode: consecutive failures and down-until time per slot range.
+struct SlotHealth {
+    failures: Vec<AtomicU32>,
+    /// Milliseconds since `epoch` until which the range is skipped (0: up).
+    down_until: Vec<AtomicU64>,
+    down: AtomicUsize,
+    epoch: Instant,
+}
+
+impl SlotHealth {
+    fn new() -> Self {
+        Self {
+            failures: (0..SLOT_RANGES).map(|_| AtomicU32::new(0)).collect(),
+            down_until: (0..SLOT_RANGES).map(|_| AtomicU64::new(0)).collect(),
+            down: AtomicUsize::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn range(key: &[u8]) -> usize {
+        usize::from(hash_slot(key)) * SLOT_RANGES / usize::from(SLOTS)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Whether the range is being skipped now (its retry time has not come).
+    fn skipping(&self, range: usize) -> bool {
+        let until = self.down_until[range].load(Ordering::Acquire);
+        until != 0 && self.now_ms() < until
+    }
+
+    fn succeeded(&self, range: usize) {
+        self.failures[range].store(0, Ordering::Release);
+        if self.down_until[range].swap(0, Ordering::AcqRel) != 0
+            && self.down.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            tracing::info!("redis cluster: every slot range answers again");
+        }
+    }
+
+    /// Returns whether every range is now down.
+    fn failed(&self, range: usize, threshold: u32, retry_in: Duration) -> bool {
+        let failures = self.failures[range].fetch_add(1, Ordering::AcqRel) + 1;
+        if failures < threshold {
+            return false;
+        }
+        let until = self.now_ms() + retry_in.as_millis() as u64;
+        if self.down_until[range].swap(until, Ordering::AcqRel) == 0 {
+            let down = self.down.fetch_add(1, Ordering::AcqRel) + 1;
+            if down == 1 {
+                tracing::warn!(
+                    "redis cluster: a slot range does not answer; its keys go to SQLite while the other masters serve theirs"
+                );
+            }
+            return down == SLOT_RANGES;
+        }
+        false
+    }
+
+    fn reset(&self) {
+        for range in 0..SLOT_RANGES {
+            self.failures[range].store(0, Ordering::Release);
+            self.down_until[range].store(0, Ordering::Release);
+        }
+        self.down.store(0, Ordering::Release);
+    }
+
+    /// Hash slots currently skipped.
+    fn slots_down(&self) -> usize {
+        self.down.load(Ordering::Acquire) * usize::from(SLOTS) / SLOT_RANGES
+    }
 }
 
 /// What a stored value may add to its body: the header, model and namespace (each at
@@ -119,7 +220,6 @@ impl RedisTier {
         };
         Some(Self {
             inner: Arc::new(Inner {
-                target,
                 connection: RwLock::new(None),
                 up: AtomicBool::new(false),
                 failures: AtomicU32::new(0),
@@ -131,6 +231,8 @@ impl RedisTier {
                 calls,
                 max_entry_bytes,
                 rejected,
+                slots: matches!(target, Target::Cluster(_)).then(SlotHealth::new),
+                target,
             }),
         })
     }
@@ -190,6 +292,9 @@ impl RedisTier {
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn);
                 self.inner.failures.store(0, Ordering::Release);
+                if let Some(slots) = &self.inner.slots {
+                    slots.reset();
+                }
                 if !self.inner.up.swap(true, Ordering::AcqRel) {
                     tracing::info!(
                         cluster = self.is_cluster(),
@@ -242,19 +347,55 @@ impl RedisTier {
         op: &'static str,
         cmd: Cmd,
     ) -> Result<T, RedisUnavailable> {
-        self.run(op, |mut c| async move { c.query(&cmd).await })
+        self.run(op, None, |mut c| async move { c.query(&cmd).await })
             .await
+    }
+
+    /// As [`RedisTier::call`] for a command on one `key`: on a Cluster, its slot
+    /// range's breaker is fed instead of the whole tier's.
+    async fn call_keyed<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &str,
+        cmd: Cmd,
+    ) -> Result<T, RedisUnavailable> {
+        self.run(op, Some(key.as_bytes()), |mut c| async move {
+            c.query(&cmd).await
+        })
+        .await
+    }
+
+    /// Hash slots skipped now because their master does not answer (Cluster only).
+    pub fn slots_down(&self) -> usize {
+        self.inner.slots.as_ref().map_or(0, SlotHealth::slots_down)
     }
 
     /// Runs `query` on the shared connection: skipped at once while the breaker is open,
     /// bounded by the timeout, counted in `redis_calls_total`, fed to the breaker.
-    async fn run<T, F, Fut>(&self, op: &'static str, query: F) -> Result<T, RedisUnavailable>
+    async fn run<T, F, Fut>(
+        &self,
+        op: &'static str,
+        key: Option<&[u8]>,
+        query: F,
+    ) -> Result<T, RedisUnavailable>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
     {
         let count = |outcome: &str| self.inner.calls.with_label_values(&[op, outcome]).inc();
         if !self.is_up() {
+            count("skipped_down");
+            return Err(RedisUnavailable::Down);
+        }
+        let range = self
+            .inner
+            .slots
+            .as_ref()
+            .zip(key)
+            .map(|(slots, key)| (slots, SlotHealth::range(key)));
+        if let Some((slots, range)) = range
+            && slots.skipping(range)
+        {
             count("skipped_down");
             return Err(RedisUnavailable::Down);
         }
@@ -274,17 +415,31 @@ impl RedisTier {
             Ok(Err(e)) => Err(RedisUnavailable::Error(e)),
             Err(_) => Err(RedisUnavailable::Timeout),
         };
-        match &result {
-            Ok(_) => {
+        match (&result, range) {
+            (Ok(_), None) => {
                 count("ok");
                 self.record_success();
             }
-            Err(e) => {
+            (Ok(_), Some((slots, range))) => {
+                count("ok");
+                slots.succeeded(range);
+            }
+            (Err(e), range) => {
                 count(match e {
                     RedisUnavailable::Timeout => "timeout",
                     _ => "error",
                 });
-                self.record_failure(e);
+                match range {
+                    None => self.record_failure(e),
+                    Some((slots, range)) => {
+                        let retry_in = self.inner.probe_interval;
+                        if slots.failed(range, self.inner.threshold, retry_in)
+                            && self.inner.up.swap(false, Ordering::AcqRel)
+                        {
+                            tracing::warn!(error = %e, "redis cluster is down (no slot range answers): serving from SQLite until it recovers");
+                        }
+                    }
+                }
             }
         }
         result
@@ -304,7 +459,7 @@ impl RedisTier {
         let mut cmd = redis::cmd("GETRANGE");
         cmd.arg(&redis_key).arg(0).arg(max_value);
         // GETRANGE answers "" for a missing key; no stored value is ever empty.
-        let value: Vec<u8> = self.call("get", cmd).await?;
+        let value: Vec<u8> = self.call_keyed("get", &redis_key, cmd).await?;
         if value.is_empty() {
             return Ok(None);
         }
@@ -320,8 +475,8 @@ impl RedisTier {
                 let tier = self.clone();
                 tokio::spawn(async move {
                     let mut cmd = redis::cmd("UNLINK");
-                    cmd.arg(redis_key);
-                    let _: Result<i64, _> = tier.call("delete", cmd).await;
+                    cmd.arg(&redis_key);
+                    let _: Result<i64, _> = tier.call_keyed("delete", &redis_key, cmd).await;
                 });
                 Ok(None)
             }
@@ -346,12 +501,13 @@ impl RedisTier {
         }
         let tier = self.clone();
         tokio::spawn(async move {
+            let redis_key = tier.redis_key(&answer.namespace, &key);
             let mut cmd = redis::cmd("SET");
-            cmd.arg(tier.redis_key(&answer.namespace, &key))
+            cmd.arg(&redis_key)
                 .arg(codec::encode(&answer))
                 .arg("PX")
                 .arg(ttl_ms);
-            let _: Result<(), _> = tier.call("set", cmd).await;
+            let _: Result<(), _> = tier.call_keyed("set", &redis_key, cmd).await;
         });
     }
 
@@ -404,8 +560,12 @@ impl RedisTier {
         op: &'static str,
         pipe: &redis::Pipeline,
     ) -> Result<(), RedisUnavailable> {
-        self.run(op, |mut c| async move { c.query_pipeline(pipe).await })
-            .await
+        self.run(
+            op,
+            None,
+            |mut c| async move { c.query_pipeline(pipe).await },
+        )
+        .await
     }
 
     pub async fn hash_all(&self, key: &str) -> Result<Vec<(String, i64)>, RedisUnavailable> {
@@ -531,4 +691,45 @@ async fn cluster_masters(seeds: &[String], timeout: Duration) -> RedisResult<Vec
     Err(last_error.unwrap_or_else(|| {
         redis::RedisError::from((redis::ErrorKind::Io, "no cluster seed answered"))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_slots_match_redis() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(hash_slot(b"123456789"), 0x31C3 % SLOTS);
+        assert_eq!(hash_slot(b"foo"), 12182);
+        assert_eq!(hash_slot(b"bar"), 5061);
+        assert_eq!(hash_slot(b"{user1000}.following"), hash_slot(b"user1000"));
+        assert_eq!(
+            hash_slot(b"{}foo"),
+            9500,
+            "an empty tag hashes the whole key"
+        );
+    }
+
+    #[test]
+    fn one_range_going_down_leaves_the_others_up() {
+        let slots = SlotHealth::new();
+        let retry = Duration::from_secs(60);
+        for _ in 0..2 {
+            assert!(!slots.failed(3, 3, retry));
+        }
+        assert!(!slots.skipping(3), "below the threshold");
+        assert!(!slots.failed(3, 3, retry));
+        assert!(slots.skipping(3));
+        assert!(!slots.skipping(4));
+        assert_eq!(slots.slots_down(), 128);
+        slots.succeeded(3);
+        assert!(!slots.skipping(3));
+        assert_eq!(slots.slots_down(), 0);
+        let mut all = false;
+        for range in 0..SLOT_RANGES {
+            all = slots.failed(range, 1, retry);
+        }
+        assert!(all, "every range down: the tier is down");
+    }
 }

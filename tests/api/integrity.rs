@@ -558,3 +558,76 @@ async fn a_relay_that_reports_no_usage_gets_estimated_and_marked_figures() {
         2
     );
 }
+
+#[tokio::test]
+async fn with_one_cluster_master_down_the_live_masters_keep_serving_from_redis() {
+    use crate::redis_server::{RedisCluster, cli};
+    use edge_gateway::config::{Config, Secret};
+    let mut cluster = RedisCluster::start();
+    for node in &cluster.nodes {
+        // Live masters keep serving their slots while one is down (no replica here).
+        cli(
+            node.port,
+            &["CONFIG", "SET", "cluster-require-full-coverage", "no"],
+        );
+    }
+    let seeds = cluster.urls();
+    let cluster_config = move |c: &mut Config| {
+        c.redis.cluster_urls = seeds.iter().cloned().map(Secret::new).collect();
+        c.redis.timeout_ms = 300;
+        // A breaker that opens stays open long: the test sees what it costs.
+        c.redis.probe_interval_ms = 10_000;
+    };
+    let writer = spawn_app_with(cluster_config.clone()).await;
+    let prompts: Vec<String> = (0..45).map(|i| format!("Cluster FAQ {i}")).collect();
+    for p in &prompts {
+        writer.chat(&chat_body(p)).await.bytes().await.unwrap();
+    }
+    eventually("every entry in the cluster", || async {
+        (cluster
+            .nodes
+            .iter()
+            .map(crate::redis_server::RedisServer::dbsize)
+            .sum::<u64>()
+            == 45)
+            .then_some(())
+    })
+    .await;
+    let dead_keys = cli(cluster.nodes[0].port, &["KEYS", "*"]);
+    let on_dead = |p: &str| dead_keys.contains(&key_for(&chat_body(p)).to_hex());
+    let (dead, live): (Vec<&String>, Vec<&String>) = prompts.iter().partition(|p| on_dead(p));
+    assert!(
+        dead.len() >= 3 && live.len() >= 20,
+        "{} / {}",
+        dead.len(),
+        live.len()
+    );
+    let reader = spawn_app_with(cluster_config).await;
+    cluster.nodes[0].kill();
+    // The dead master's keys first: three failures in a row.
+    for p in &dead {
+        let r = reader.chat(&chat_body(p)).await;
+        assert_eq!(
+            r.status(),
+            200,
+            "a dead master costs a miss, never a failure"
+        );
+        r.bytes().await.unwrap();
+    }
+    let mut from_redis = 0;
+    for p in &live {
+        let r = reader.chat(&chat_body(p)).await;
+        assert_eq!(r.status(), 200);
+        from_redis += u32::from(header(&r, "x-cache-tier") == "redis");
+        r.bytes().await.unwrap();
+    }
+    assert_eq!(
+        from_redis as usize,
+        live.len(),
+        "every key on a live master is served from Redis"
+    );
+    assert_eq!(
+        json_of(reader.get("/readyz").await).await["tiers"]["redis"],
+        "up"
+    );
+}
