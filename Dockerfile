@@ -1,34 +1,42 @@
 # syntax=docker/dockerfile:1
 # edge-gateway: multi-stage release build; small runtime image with CA certificates.
+# The default target is the production image (the gateway only). `--target demo` adds
+# the relay stub for the local compose stack; production images never carry test code.
 
-FROM rust:1.95-slim-bookworm AS build
+FROM docker.io/library/rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # 1. Dependencies only, cached until Cargo.toml / Cargo.lock change: build against
 #    placeholder sources, then throw them away.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src bench examples \
+COPY crates/relay-stub/Cargo.toml crates/relay-stub/Cargo.toml
+RUN mkdir -p src bench examples crates/relay-stub/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && echo 'fn main() {}' > bench/gateway.rs \
- && echo 'fn main() {}' > examples/relay_stub.rs \
- && cargo build --release --locked \
- && rm -rf src bench examples
+ && echo 'fn main() {}' > examples/hyper_limit.rs \
+ && echo 'fn main() {}' > crates/relay-stub/src/main.rs \
+ && touch crates/relay-stub/src/lib.rs \
+ && cargo build --release --locked --bin edge-gateway \
+ && rm -rf src bench examples crates/relay-stub/src
 # 2. The real sources. Migrations are embedded in the binary at compile time.
 COPY src src
 COPY migrations migrations
 COPY bench bench
 COPY examples examples
+COPY crates crates
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --bin edge-gateway --example relay_stub
+ && cargo build --release --locked --bin edge-gateway
 
-FROM debian:bookworm-slim
+FROM build AS stub-build
+RUN cargo build --release --locked -p relay-stub
+
+FROM docker.io/library/debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin edge \
  && mkdir -p /data && chown edge:edge /data
 COPY --from=build /src/target/release/edge-gateway /usr/local/bin/edge-gateway
-COPY --from=build /src/target/release/examples/relay_stub /usr/local/bin/relay_stub
 COPY deploy/entrypoint.sh /usr/local/bin/entrypoint.sh
 ENV PORT=8080 \
     BIND=0.0.0.0 \
@@ -39,3 +47,10 @@ EXPOSE 8080
 # and runs the gateway as `edge`, never as root.
 ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]
 CMD ["edge-gateway", "serve"]
+
+# The compose stack's relay stub: the runtime image plus the stub binary.
+FROM runtime AS demo
+COPY --from=stub-build /src/target/release/relay_stub /usr/local/bin/relay_stub
+
+# Default target: the production image.
+FROM runtime

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use edge_gateway::relay_stub::RelayStub;
+use relay_stub::RelayStub;
 
 struct Gateway(Child);
 

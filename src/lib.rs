@@ -15,7 +15,6 @@
 //! - [`db`]: the SQLite file and its embedded migrations.
 //! - [`error`]: `ApiError`, the one OpenAI-shaped error a client can see.
 //! - [`metrics`], [`telemetry`]: Prometheus registry and logging.
-//! - [`relay_stub`]: an OpenAI-compatible stand-in relay for tests, benches and demos.
 //!
 //! A cacheable request's life, in order (`http::cacheable`): `http::observe` (metrics,
 //! `x-edge-region`) → `auth` → body read under `MAX_BODY_BYTES` →
@@ -34,7 +33,6 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod relay;
-pub mod relay_stub;
 pub mod request;
 pub mod server;
 pub mod strict_json;

@@ -1,5 +1,5 @@
 use edge_gateway::config::Secret;
-use edge_gateway::relay_stub::{Behavior, RelayStub};
+use relay_stub::{Behavior, RelayStub};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 

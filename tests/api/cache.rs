@@ -2,7 +2,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use edge_gateway::keying::CacheKey;
-use edge_gateway::relay_stub::Behavior;
+use relay_stub::Behavior;
 
 use crate::helpers::*;
 

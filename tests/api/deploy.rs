@@ -301,7 +301,11 @@ fn dockerfile_is_multi_stage_cached_non_root_and_serves() {
     let lines: Vec<&str> = dockerfile.lines().map(str::trim).collect();
     let from: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FROM ")).collect();
     assert!(from.len() >= 2, "multi-stage");
-    assert!(from.last().unwrap().contains("slim"), "small runtime image");
+    let runtime = from
+        .iter()
+        .find(|l| l.ends_with("AS runtime"))
+        .expect("a runtime stage");
+    assert!(runtime.contains("slim"), "small runtime image");
     let position = |needle: &str| {
         lines
             .iter()
@@ -341,8 +345,39 @@ fn dockerfile_is_multi_stage_cached_non_root_and_serves() {
                 .mode();
         assert!(mode & 0o111 != 0, "entrypoint.sh must be executable");
     }
+    // The stub is test code: only the `demo` stage (the compose stack's stub) has it.
+    let stage_of = |needle: &str| {
+        let at = position(needle);
+        lines[..at]
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("FROM "))
+            .map(|l| l.to_string())
+            .unwrap_or_default()
+    };
     assert!(
-        dockerfile.contains("--example relay_stub"),
-        "the compose stack's stub is in the image"
+        stage_of("COPY --from=stub-build").ends_with("AS demo"),
+        "the stub is copied into the demo stage only"
     );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("relay_stub") && l.starts_with("COPY"))
+            .count(),
+        1,
+        "exactly one image gets the stub"
+    );
+    let last_from = from.last().unwrap();
+    assert!(
+        last_from.starts_with("FROM runtime"),
+        "the default target is the production image: {last_from}"
+    );
+    for image in from.iter().filter(|l| {
+        !l.contains(" AS demo") && !l.starts_with("FROM runtime") && !l.starts_with("FROM build")
+    }) {
+        assert!(
+            image.contains("docker.io/"),
+            "fully qualified image names (podman, registries without a search list): {image}"
+        );
+    }
 }

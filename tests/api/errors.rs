@@ -1,4 +1,4 @@
-use edge_gateway::relay_stub::{Behavior, RelayStub};
+use relay_stub::{Behavior, RelayStub};
 use serde_json::json;
 
 use crate::helpers::*;

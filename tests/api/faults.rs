@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edge_gateway::config::{Config, RegionConfig, Secret};
-use edge_gateway::relay_stub::{Behavior, RelayStub};
+use relay_stub::{Behavior, RelayStub};
 use serde_json::Value;
 use tokio::sync::Barrier;
 

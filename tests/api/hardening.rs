@@ -2,7 +2,7 @@
 //! and privacy of payloads in logs.
 
 use edge_gateway::config::TenantLimit;
-use edge_gateway::relay_stub::{Behavior, RelayStub};
+use relay_stub::{Behavior, RelayStub};
 
 use crate::helpers::*;
 

@@ -11,8 +11,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use edge_gateway::config::{Config, Secret};
-use edge_gateway::relay_stub::RelayStub;
 use edge_gateway::{App, AppState};
+use relay_stub::RelayStub;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;

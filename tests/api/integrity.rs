@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edge_gateway::relay_stub::{Behavior, RelayStub};
+use relay_stub::{Behavior, RelayStub};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use edge_gateway::config::{Config, RegionConfig};
-use edge_gateway::relay_stub::{Behavior, RelayStub};
+use relay_stub::{Behavior, RelayStub};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -130,7 +130,7 @@ async fn relay_error_statuses_pass_through_as_sent() {
         (500, None),
         (503, Some(2)),
     ] {
-        app.stub.set(edge_gateway::relay_stub::Behavior {
+        app.stub.set(relay_stub::Behavior {
             status: Some(status),
             retry_after,
             ..Default::default()

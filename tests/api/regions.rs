@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use edge_gateway::config::{Config, RegionConfig};
-use edge_gateway::relay_stub::{Behavior, RelayStub};
+use relay_stub::{Behavior, RelayStub};
 use serde_json::Value;
 
 use crate::helpers::*;

@@ -2,7 +2,7 @@
 //! or admin token appears in the logs, any response (bodies and headers), `check-config`
 //! output, the metrics or any row of the database.
 
-use edge_gateway::relay_stub::{Behavior, RelayStub};
+use relay_stub::{Behavior, RelayStub};
 use rusqlite::Connection;
 use serde_json::json;
 

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use edge_gateway::relay_stub::{Behavior, RelayStub};
+use relay_stub::{Behavior, RelayStub};
 
 use crate::helpers::*;
 

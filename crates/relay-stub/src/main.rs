@@ -1,10 +1,10 @@
 //! Runs the OpenAI-compatible relay stub for the offline demo:
-//! `cargo run --example relay_stub -- 127.0.0.1:9999`, then
+//! `cargo run -p relay-stub -- 127.0.0.1:9999`, then
 //! `RELAY_URL=http://127.0.0.1:9999/v1 cargo run --release`.
 
 use std::net::SocketAddr;
 
-use edge_gateway::relay_stub::RelayStub;
+use relay_stub::RelayStub;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
