@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use edge_gateway::config::{Config, ENV_VARS};
+use edge_gateway::config::{Config, ENV, env_var_names};
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::helpers::*;
@@ -31,7 +31,7 @@ fn fly_env() -> BTreeMap<String, String> {
 fn assert_known_env(file: &str, env: &BTreeMap<String, String>) {
     for key in env.keys() {
         assert!(
-            ENV_VARS.contains(&key.as_str()),
+            env_var_names().any(|name| name == key),
             "{file} sets {key}, which the gateway does not read"
         );
     }
@@ -380,4 +380,43 @@ fn dockerfile_is_multi_stage_cached_non_root_and_serves() {
             "fully qualified image names (podman, registries without a search list): {image}"
         );
     }
+}
+
+/// The README's configuration table and the gateway's table of environment variables
+/// list the same variables, with the same TOML keys: a new setting cannot be loaded but
+/// undocumented, or documented but not loaded.
+#[test]
+fn the_readme_documents_every_environment_variable_and_no_other() {
+    let readme = read("README.md");
+    let section = readme
+        .split("## Configuration")
+        .nth(1)
+        .and_then(|s| s.split("\n### ").next())
+        .expect("a Configuration section");
+    let mut documented = BTreeMap::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let names: Vec<&str> = cells[1].split('`').skip(1).step_by(2).collect();
+        let keys: Vec<&str> = cells[2].split('`').skip(1).step_by(2).collect();
+        for (i, name) in names.iter().enumerate() {
+            documented.insert(name.to_string(), keys.get(i).map(|k| k.to_string()));
+        }
+    }
+    for var in ENV {
+        let key = documented.remove(var.name);
+        assert!(key.is_some(), "README's table lacks {}", var.name);
+        if var.toml_key != "—" {
+            assert_eq!(
+                key.flatten().as_deref(),
+                Some(var.toml_key),
+                "{}: README's TOML key",
+                var.name
+            );
+        }
+    }
+    assert!(
+        documented.is_empty(),
+        "README documents variables the gateway does not read: {:?}",
+        documented.keys()
+    );
 }
