@@ -16,6 +16,16 @@
 //! - [`error`]: `ApiError`, the one OpenAI-shaped error a client can see.
 //! - [`metrics`], [`telemetry`]: Prometheus registry and logging.
 //!
+//! Module arrows point one way (tests/api/structure.rs checks there is no cycle):
+//!
+//! ```text
+//! app ──► http ──► state ──► analytics, cache, relay, auth, limits
+//!  │        │        analytics ──► cache, db, metrics      cache ──► db, keying, usage
+//!  └► server └► request, keying, tokens   relay ──► metrics, paths, config
+//! leaves: clock, usage, paths, metrics, endpoint, error, strict_json, batch
+//! config ──► paths only; db ──► clock only
+//! ```
+//!
 //! A cacheable request's life, in order (`http::cacheable`): `http::observe` (metrics,
 //! `x-edge-region`) → `auth` → body read under `MAX_BODY_BYTES` →
 //! `request::CacheableRequest::parse` → cache headers → `keying::cache_key` →
@@ -27,20 +37,25 @@ pub mod app;
 pub mod auth;
 pub mod batch;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod paths;
 pub mod relay;
 pub mod request;
 pub mod server;
+pub mod state;
 pub mod strict_json;
 pub mod telemetry;
 pub mod tokens;
+pub mod usage;
 
-pub use app::{App, AppState};
+pub use app::App;
 pub use config::Config;
+pub use state::AppState;
 pub mod analytics;
 pub mod cache;
 pub mod db;

@@ -286,15 +286,15 @@ impl Metrics {
         }
     }
 
-    pub fn connections(&self) -> crate::server::ConnMetrics {
-        crate::server::ConnMetrics {
+    pub fn connections(&self) -> ConnMetrics {
+        ConnMetrics {
             open: self.connections_open.clone(),
             shed: self.connections_shed.clone(),
         }
     }
 
-    pub fn relay(&self) -> crate::relay::RelayMetrics {
-        crate::relay::RelayMetrics {
+    pub fn relay(&self) -> RelayMetrics {
+        RelayMetrics {
             requests: self.relay_requests.clone(),
             latency: self.relay_latency.clone(),
             breaker_state: self.relay_breaker_state.clone(),
@@ -317,4 +317,24 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Prometheus handles the relay reports to.
+#[derive(Clone)]
+pub struct RelayMetrics {
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub breaker_state: IntGaugeVec,
+    pub keys_revoked: IntCounterVec,
+    pub retries: IntCounterVec,
+    /// Requests sent to a region although no region was available (panic mode).
+    pub panics: IntCounterVec,
+}
+
+/// Connection metrics.
+#[derive(Clone)]
+pub struct ConnMetrics {
+    pub open: IntGauge,
+    /// Idle connections closed to make room, and new ones refused at the cap.
+    pub shed: IntCounter,
 }

@@ -25,11 +25,12 @@ use axum::body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus::{IntCounter, IntGauge};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service;
+
+use crate::metrics::ConnMetrics;
 
 /// What the accept loop enforces (from `server.*`).
 #[derive(Clone, Debug)]
@@ -38,14 +39,6 @@ pub struct ServeLimits {
     pub header_timeout: Duration,
     /// hyper's header count limit: above the guard's, so the guard answers first.
     pub max_headers: usize,
-}
-
-/// Connection metrics.
-#[derive(Clone)]
-pub struct ConnMetrics {
-    pub open: IntGauge,
-    /// Idle connections closed to make room, and new ones refused at the cap.
-    pub shed: IntCounter,
 }
 
 /// One client connection, as the registry sees it.

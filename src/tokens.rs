@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 use tiktoken_rs::CoreBPE;
 
-use crate::cache::Usage;
 use crate::endpoint::Endpoint;
+use crate::usage::Usage;
 
 /// Loaded once, on first use (~130 ms; callers run on the blocking pool).
 fn tokenizer() -> Option<&'static CoreBPE> {

@@ -12,9 +12,10 @@ mod writer;
 
 use std::sync::Arc;
 
+pub use crate::config::ModelPrice;
 pub use event::{CacheEvent, Outcome};
 pub use global::{Counts, GlobalCounters, read_global};
-pub use pricing::{Known, ModelPrice, Pricing};
+pub use pricing::{Known, Pricing};
 pub use writer::{AnalyticsWriter, QUEUE_CAPACITY, prune};
 
 use crate::metrics::Metrics;

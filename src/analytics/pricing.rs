@@ -6,16 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
-/// USD per million tokens.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ModelPrice {
-    pub input: f64,
-    #[serde(default)]
-    pub output: f64,
-}
+use crate::config::ModelPrice;
 
 /// Published list prices (USD per 1M tokens) when this table was written; override in
 /// `[pricing]` when your relay charges differently.

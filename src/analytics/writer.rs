@@ -17,8 +17,8 @@ use super::event::CacheEvent;
 use crate::cache::now_ms;
 use crate::db::{DbError, DbHealth, OpenedFile, Writer};
 
-/// Sized for bursts: at ~200 bytes an event, 64 Ki events is ~13 MiB.
-pub const QUEUE_CAPACITY: usize = 65_536;
+/// The default queue size (see `analytics.queue_capacity`).
+pub const QUEUE_CAPACITY: usize = crate::config::ANALYTICS_QUEUE_CAPACITY;
 const BATCH: usize = 4_096;
 const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 

@@ -4,36 +4,16 @@
 //! them once and kept. Usage figures ride along for analytics.
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+pub use crate::clock::now_ms;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use crate::endpoint::Endpoint;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    /// Counted by the gateway (the relay reported none): see [`crate::tokens`].
-    pub estimated: bool,
-}
-
-impl Usage {
-    pub fn from_json(usage: Option<&Value>) -> Self {
-        let field = |name| {
-            usage
-                .and_then(|u| u.get(name))
-                .and_then(Value::as_u64)
-                .unwrap_or(0)
-        };
-        Self {
-            prompt_tokens: field("prompt_tokens"),
-            completion_tokens: field("completion_tokens"),
-            estimated: false,
-        }
-    }
-}
+pub use crate::usage::Usage;
 
 #[derive(Debug)]
 pub struct CachedAnswer {
@@ -53,12 +33,6 @@ pub struct CachedAnswer {
 /// Why a relay answer cannot be cached (it is still passed to the client as sent).
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotCacheable(pub &'static str);
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 impl CachedAnswer {
     pub fn new(

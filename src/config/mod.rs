@@ -58,7 +58,7 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     /// Model name to USD per million input/output tokens; adds to and overrides the
     /// built-in table.
-    pub pricing: BTreeMap<String, crate::analytics::ModelPrice>,
+    pub pricing: BTreeMap<String, ModelPrice>,
     /// This instance's region name (`EDGE_REGION`, else `FLY_REGION`, else `local`).
     pub edge_region: String,
     /// Bearer token for `/admin/*`; unset disables those routes.

@@ -8,6 +8,19 @@ use serde::{Deserialize, Serialize};
 
 use super::Secret;
 
+/// USD per million tokens.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub input: f64,
+    #[serde(default)]
+    pub output: f64,
+}
+
+/// Events the analytics queue holds by default: at ~200 bytes an event, 64 Ki events
+/// is ~13 MiB.
+pub const ANALYTICS_QUEUE_CAPACITY: usize = 65_536;
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -233,7 +246,7 @@ impl Default for AnalyticsConfig {
         Self {
             enabled: true,
             retention_days: 90,
-            queue_capacity: crate::analytics::QUEUE_CAPACITY,
+            queue_capacity: ANALYTICS_QUEUE_CAPACITY,
             global_flush_ms: 5_000,
         }
     }

@@ -65,7 +65,7 @@ impl Config {
         }
         for route in &self.relay.forward_routes {
             if !route.starts_with("/v1/")
-                || !crate::relay::is_safe_path(route)
+                || !crate::paths::is_safe_path(route)
                 || route.contains('?')
             {
                 return Err(invalid(

@@ -6,6 +6,22 @@ use axum::http::{HeaderMap, header};
 use bytes::Bytes;
 
 use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Reads a request body under the configured size limit and body timeout.
+pub async fn read_request_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, ApiError> {
+    read_body(
+        headers,
+        body,
+        state.config.server.max_body_bytes,
+        std::time::Duration::from_millis(state.config.server.body_timeout_ms),
+    )
+    .await
+}
 
 /// Reads the whole body: at most `limit` bytes, within `timeout` (slow-loris bodies are
 /// cut with 408 instead of holding a worker).

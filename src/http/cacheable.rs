@@ -21,7 +21,6 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use crate::analytics::Outcome;
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::cache::{
     BufferedAnswer, CachedAnswer, FlightGuard, FlightOutcome, Join, KnownRequest, NotCacheable,
@@ -38,6 +37,7 @@ use crate::relay::{
     RelayBody, RelayResponse, request_headers_for_relay, response_headers_for_client,
 };
 use crate::request::CacheableRequest;
+use crate::state::AppState;
 
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
     handle(state, Endpoint::ChatCompletions, request).await
@@ -134,7 +134,7 @@ async fn handle_inner(
     if !state.limits.exempt_cache_hits {
         state.rate_limit(&caller.namespace)?;
     }
-    let raw = state.read_body(&parts.headers, body).await?;
+    let raw = crate::http::body::read_request_body(&state, &parts.headers, body).await?;
     if state.config.privacy.log_payloads {
         tracing::info!(target: "edge_gateway::payload", namespace = %caller.namespace, body = %String::from_utf8_lossy(&raw[..raw.len().min(4096)]), "request payload (privacy.log_payloads)");
     }

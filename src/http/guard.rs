@@ -8,8 +8,8 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Decrements the in-flight count however the request ends (including cancellation).
 struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);

@@ -16,7 +16,7 @@ mod usage_strip;
 use axum::Router;
 use axum::routing::{any, get, post};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub use body::{read_body, read_limited};
 pub use headers::*;

@@ -12,12 +12,12 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::http::X_RELAY_REGION;
 use crate::relay::{
     RelayBody, RelayResponse, request_headers_for_relay, response_headers_for_client,
 };
+use crate::state::AppState;
 
 pub async fn forward(State(state): State<AppState>, request: Request) -> Response {
     forward_inner(&state, request)
@@ -32,7 +32,7 @@ async fn forward_inner(state: &AppState, request: Request) -> Result<Response, A
         return Err(ApiError::NotFound(parts.uri.path().to_owned()));
     }
     state.rate_limit(&caller.namespace)?;
-    let body = state.read_body(&parts.headers, body).await?;
+    let body = crate::http::body::read_request_body(state, &parts.headers, body).await?;
     let path_and_query = parts
         .uri
         .path_and_query()

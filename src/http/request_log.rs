@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::analytics::{CacheEvent, Outcome};
-use crate::app::AppState;
 use crate::cache::{Usage, now_ms};
 use crate::endpoint::Endpoint;
 use crate::keying::CacheKey;
+use crate::state::AppState;
 
 #[derive(Clone)]
 pub struct RequestLog {

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec};
 
 use super::breaker::{Breaker, BreakerState, Transition, Trial};
 use super::keys::{KeyPool, retry_after};
@@ -38,6 +37,7 @@ use super::path::relay_url;
 use super::picker::SmoothWeighted;
 use crate::config::{Config, RetryConfig};
 use crate::error::ApiError;
+use crate::metrics::RelayMetrics;
 
 /// A relay answer body: chunks as they arrive, or the error that ended it.
 pub type RelayBody = Pin<Box<dyn Stream<Item = Result<Bytes, ApiError>> + Send>>;
@@ -48,18 +48,6 @@ pub struct RelayResponse {
     pub body: RelayBody,
     /// Name of the relay region that answered, for `x-relay-region` and analytics.
     pub region: Arc<str>,
-}
-
-/// Prometheus handles the relay reports to.
-#[derive(Clone)]
-pub struct RelayMetrics {
-    pub requests: IntCounterVec,
-    pub latency: HistogramVec,
-    pub breaker_state: IntGaugeVec,
-    pub keys_revoked: IntCounterVec,
-    pub retries: IntCounterVec,
-    /// Requests sent to a region although no region was available (panic mode).
-    pub panics: IntCounterVec,
 }
 
 /// Regions slower than the fastest by less than this keep their configured weight.

@@ -10,9 +10,9 @@ mod latency;
 mod path;
 mod picker;
 
+pub use crate::metrics::RelayMetrics;
 pub use breaker::{Breaker, BreakerState};
-pub use client::{Region, Relay, RelayBody, RelayMetrics, RelayResponse};
+pub use client::{Region, Relay, RelayBody, RelayResponse};
 pub use headers::{is_hop_by_hop, request_headers_for_relay, response_headers_for_client};
 pub use keys::{KeyPool, retry_after};
-pub use path::is_safe_path;
 pub use picker::SmoothWeighted;

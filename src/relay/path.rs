@@ -5,6 +5,7 @@
 //! managed mode. Such paths get a 400; the joined URL is checked as well.
 
 use crate::error::ApiError;
+use crate::paths::is_safe_path;
 
 fn bad_path() -> ApiError {
     ApiError::InvalidRequest {
@@ -12,19 +13,6 @@ fn bad_path() -> ApiError {
         param: None,
         code: "invalid_path",
     }
-}
-
-fn is_dot_segment(segment: &str) -> bool {
-    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-    decoded == "." || decoded == ".."
-}
-
-/// Whether a request path (no query) is one the gateway forwards: no dot segments, no
-/// encoded `/` or `\`, no backslash.
-pub fn is_safe_path(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    let encoded_separator = ["%2f", "%5c", "\\"].iter().any(|s| lower.contains(s));
-    !encoded_separator && !path.split('/').any(is_dot_segment)
 }
 
 /// `base` + `suffix` (the part after `/v1`, with its query), refused unless it stays

@@ -20,4 +20,5 @@ mod regions;
 mod secrets;
 mod shutdown;
 mod streaming;
+mod structure;
 mod tiers;

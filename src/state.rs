@@ -1,0 +1,239 @@
+//! The shared state every handler sees: configuration, the cache tiers, the relay,
+//! analytics, limits and metrics, built once by [`AppState::new`]. Handlers depend on
+//! this module; `app` builds it and serves the router, so nothing points back.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, Method};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::analytics::{Analytics, AnalyticsWriter, GlobalCounters, Pricing};
+use crate::auth::Authenticator;
+use crate::cache::{FastPath, Flights, L1Cache, RedisTier, SqliteTier, TieredCache, Usage};
+use crate::config::Config;
+use crate::endpoint::Endpoint;
+use crate::error::ApiError;
+use crate::keying::KeyOptions;
+use crate::limits::RateLimits;
+use crate::metrics::Metrics;
+use crate::relay::{Relay, RelayResponse};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Relay(String),
+    #[error("cannot open the SQLite database: {0}")]
+    Database(#[from] crate::db::DbError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Shared, read-mostly state every handler sees.
+pub struct Shared {
+    pub config: Config,
+    pub auth: Authenticator,
+    pub relay: Arc<Relay>,
+    pub metrics: Metrics,
+    pub cache: TieredCache,
+    pub fast_path: FastPath,
+    pub flights: Arc<Flights>,
+    pub key_options: KeyOptions,
+    pub analytics: Analytics,
+    pub limits: RateLimits,
+    /// `/v1/*` requests being served now (the in-flight limit).
+    pub in_flight: AtomicUsize,
+    /// `x-edge-region`, built once.
+    pub region_header: HeaderValue,
+    /// Relay calls and streams that outlive their client's connection; shutdown waits
+    /// for them within the grace period.
+    pub work: tokio_util::task::TaskTracker,
+    /// Cancelled when the grace period is over: unfinished relay work stops and still
+    /// records its analytics row.
+    pub cut: CancellationToken,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What `/readyz` reports.
+pub struct Readiness {
+    pub ready: bool,
+    pub body: Value,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        let auth =
+            Authenticator::from_config(&config).map_err(|e| StartError::Setup(e.to_string()))?;
+
+        let region_header = HeaderValue::from_str(&config.edge_region)
+            .map_err(|_| StartError::Setup("EDGE_REGION is not a valid header value".into()))?;
+        let sqlite = SqliteTier::open(
+            &config.sqlite.path,
+            config.sqlite.max_cache_bytes,
+            Duration::from_secs(config.sqlite.cleanup_interval_secs),
+        )?;
+        let metrics = Metrics::new();
+        let relay = Arc::new(Relay::new(&config, metrics.relay()).map_err(StartError::Relay)?);
+        let cache = TieredCache::new(
+            L1Cache::new(config.cache.l1_max_bytes),
+            RedisTier::with_limits(
+                &config.redis,
+                metrics.redis_calls.clone(),
+                config.cache.max_entry_bytes,
+                metrics.cache_rejected.clone(),
+            ),
+            sqlite,
+        )
+        .with_entry_limit(config.cache.max_entry_bytes, metrics.cache_rejected.clone());
+        let region: Arc<str> = Arc::from(config.edge_region.as_str());
+        let analytics = Analytics {
+            enabled: config.analytics.enabled,
+            writer: AnalyticsWriter::start_reporting(
+                &config.sqlite.path,
+                region.clone(),
+                config.analytics.retention_days,
+                config.analytics.queue_capacity,
+                cache.sqlite().health(),
+            )?,
+            global: cache.redis().map(|_| GlobalCounters::new(region)),
+            pricing: Pricing::new(&config.pricing),
+        };
+        let key_options = KeyOptions {
+            case_insensitive: config.normalize.case_insensitive,
+        };
+        let limits = RateLimits::new(&config.rate_limit);
+        let fast_path = FastPath::new(
+            config.cache.fast_path_bytes,
+            config.cache.fast_path_max_body_bytes,
+        );
+        Ok(Self(Arc::new(Shared {
+            config,
+            auth,
+            relay,
+            metrics,
+            fast_path,
+            cache,
+            flights: Arc::new(Flights::default()),
+            key_options,
+            analytics,
+            limits,
+            in_flight: AtomicUsize::new(0),
+            region_header,
+            work: tokio_util::task::TaskTracker::new(),
+            cut: CancellationToken::new(),
+        })))
+    }
+
+    /// Calls the relay (region choice, retries and relay metrics live in [`Relay`]).
+    pub async fn send_to_relay(
+        &self,
+        method: Method,
+        suffix: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        idempotent: bool,
+    ) -> Result<RelayResponse, ApiError> {
+        self.relay
+            .send(method, suffix, headers, body, idempotent)
+            .await
+    }
+
+    /// Takes one request from the caller's rate-limit bucket.
+    pub fn rate_limit(&self, caller: &Arc<str>) -> Result<(), ApiError> {
+        self.limits
+            .check(caller)
+            .inspect_err(|_| self.metrics.rate_limited.inc())
+    }
+
+    /// Counts one cacheable request by how it was answered.
+    pub fn count(&self, endpoint: Endpoint, tier: &str) {
+        self.metrics
+            .cache_requests
+            .with_label_values(&[endpoint.as_str(), tier])
+            .inc();
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let mut tiers = serde_json::Map::new();
+        for (tier, state) in self.cache.states() {
+            tiers.insert(tier.into(), json!(state));
+        }
+        let mut relay = serde_json::Map::new();
+        let mut any_up = false;
+        for (name, state) in self.relay.states() {
+            any_up |= state == "up";
+            relay.insert(name.to_string(), json!(state));
+        }
+        // Hits are served whatever the relay's state; misses need a region.
+        Readiness {
+            ready: any_up,
+            body: json!({
+                "status": if any_up { "ready" } else { "degraded" },
+                "region": self.config.edge_region,
+                "tiers": tiers,
+                "relay": relay,
+            }),
+        }
+    }
+
+    /// USD the relay charges for `usage` of `model` (0 when the model has no price).
+    pub fn price(&self, model: &str, usage: Usage) -> f64 {
+        self.analytics.price(
+            &self.metrics,
+            model,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+        )
+    }
+
+    /// Refreshes gauges that reflect live state, just before `/metrics` renders.
+    pub fn refresh_gauges(&self) {
+        self.analytics.refresh_metrics(&self.metrics);
+        for (tier, state) in self.cache.states() {
+            let enabled = state != "disabled";
+            self.metrics
+                .tier_enabled
+                .with_label_values(&[tier])
+                .set(i64::from(enabled));
+            // A tier that is not configured is not down: no `up` series, so an alert
+            // on `cache_tier_up == 0` means a real outage.
+            if enabled {
+                self.metrics
+                    .tier_state
+                    .with_label_values(&[tier])
+                    .set(i64::from(state == "up"));
+            }
+        }
+        if let Some(redis) = self.cache.redis() {
+            self.metrics.redis_slots_down.set(redis.slots_down() as i64);
+        }
+        if self.config.is_managed() {
+            for (region, usable) in self.relay.usable_keys() {
+                self.metrics
+                    .relay_keys_usable
+                    .with_label_values(&[region.as_ref()])
+                    .set(usable as i64);
+            }
+        }
+    }
+}

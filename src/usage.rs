@@ -1,0 +1,27 @@
+//! Token usage of an answer, as the relay reported it or as the gateway estimated it.
+
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Counted by the gateway (the relay reported none): see `tokens`.
+    pub estimated: bool,
+}
+
+impl Usage {
+    pub fn from_json(usage: Option<&Value>) -> Self {
+        let field = |name| {
+            usage
+                .and_then(|u| u.get(name))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        Self {
+            prompt_tokens: field("prompt_tokens"),
+            completion_tokens: field("completion_tokens"),
+            estimated: false,
+        }
+    }
+}
