@@ -2,6 +2,7 @@
 //! active health checks, key pools and retries; answers streamed back with separate
 //! connect, first-byte and idle-between-chunks timeouts.
 
+mod body;
 mod breaker;
 mod client;
 mod headers;

@@ -22,22 +22,26 @@
 //! within the idle timeout.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 
-use super::breaker::{Breaker, BreakerState, Transition, Trial};
+use super::body::{idle_limited, map_reqwest_error};
+use super::breaker::{Breaker, BreakerState, Transition};
 use super::keys::{KeyPool, retry_after};
-use super::latency::{PeakEwma, latency_weights};
+use super::latency::PeakEwma;
 use super::path::relay_url;
 use super::picker::SmoothWeighted;
 use crate::config::{Config, RetryConfig};
 use crate::error::ApiError;
 use crate::metrics::RelayMetrics;
+
+mod choose;
+mod probe;
 
 /// A relay answer body: chunks as they arrive, or the error that ended it.
 pub type RelayBody = Pin<Box<dyn Stream<Item = Result<Bytes, ApiError>> + Send>>;
@@ -190,89 +194,6 @@ impl Relay {
                 tracing::info!(region = %region.name, from = from.as_str(), to = to.as_str(), "relay region breaker")
             }
         }
-    }
-
-    /// The weights for the next pick: configured, scaled down for slow regions.
-    fn current_weights(&self) -> Vec<u32> {
-        let latency: Vec<Option<f64>> = self
-            .regions
-            .iter()
-            .map(|r| lock(&r.latency).estimate())
-            .collect();
-        let mut out = Vec::with_capacity(self.regions.len());
-        latency_weights(&self.weights, &latency, LATENCY_SLACK_SECS, &mut out);
-        out
-    }
-
-    /// The region for the next attempt: an untried available primary; else an untried
-    /// backup (this request found no primary that works); else a tried primary again,
-    /// then a tried backup. So backups carry traffic only while primaries fail. When no
-    /// region is available at all, panic mode: the same order over every region that
-    /// has a key, ignoring breakers (refusing would fail every client for certain).
-    /// Returns the region, its breaker permit, and whether this is a panic pick.
-    fn choose(&self, tried: &[bool]) -> Option<(usize, Trial<'_>, bool)> {
-        let now = Instant::now();
-        let weights = self.current_weights();
-        let available = |i: usize| {
-            let r = &self.regions[i];
-            r.breaker.is_available(now) && (!self.managed || r.keys.has_usable(now))
-        };
-        let pick_in_order = |eligible: &dyn Fn(usize) -> bool| {
-            let mut picker = lock(&self.picker);
-            let primary = |i: usize| !self.regions[i].backup && eligible(i);
-            let backup = |i: usize| self.regions[i].backup && eligible(i);
-            picker
-                .pick(&weights, |i| primary(i) && !tried[i])
-                .or_else(|| picker.pick(&weights, |i| backup(i) && !tried[i]))
-                .or_else(|| picker.pick(&weights, primary))
-                .or_else(|| picker.pick(&weights, backup))
-        };
-        for _ in 0..=self.regions.len() {
-            let chosen = pick_in_order(&available)?;
-            let (permit, transition) = self.regions[chosen].breaker.try_acquire(now);
-            self.report(&self.regions[chosen], transition);
-            if let Some(permit) = permit {
-                return Some((chosen, permit, false));
-            }
-        }
-        None
-    }
-
-    /// Panic mode's pick (see [`Relay::choose`]): prefers untried regions, then the one
-    /// whose breaker opened first.
-    fn choose_in_panic(&self, tried: &[bool]) -> Option<(usize, Trial<'_>, bool)> {
-        let has_key = |i: usize| !self.managed || self.regions[i].keys.has_any();
-        let rank = |i: usize| {
-            let r = &self.regions[i];
-            (tried[i], r.backup, r.breaker.open_until())
-        };
-        let chosen = (0..self.regions.len())
-            .filter(|&i| has_key(i))
-            .min_by_key(|&i| rank(i))?;
-        let region = &self.regions[chosen];
-        self.metrics
-            .panics
-            .with_label_values(&[region.name.as_ref()])
-            .inc();
-        tracing::debug!(region = %region.name, "no relay region available: trying one anyway");
-        Some((chosen, region.breaker.bypass(), true))
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .retry
-            .backoff_base_ms
-            .saturating_mul(1u64 << attempt.saturating_sub(1).min(20))
-            .min(self.retry.backoff_max_ms);
-        // Full jitter from a splitmix64 step: no shared RNG lock on the request path.
-        let mut z = self
-            .jitter
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        Duration::from_millis(if exp == 0 { 0 } else { z % (exp + 1) })
     }
 
     /// Sends `method {region}{suffix}` (`suffix`: path after `/v1`, with query), retrying
@@ -445,40 +366,6 @@ impl Relay {
         Verdict::Final
     }
 
-    /// Asks the relay whether key `index` of `region` is accepted (`GET /models` with it)
-    /// and records the answer: a 401 revokes it, anything else below 500 restores it.
-    /// No answer leaves it as it is.
-    fn spawn_key_check(&self, region: &Region, index: usize, key: HeaderValue) {
-        let request = self
-            .http
-            .get(format!("{}/models", region.base))
-            .timeout(self.probe_timeout)
-            .header(header::AUTHORIZATION, key);
-        let (keys, name, revoked) = (
-            region.keys.clone(),
-            region.name.clone(),
-            self.metrics.keys_revoked.clone(),
-        );
-        tokio::spawn(async move {
-            let Ok(response) = request.send().await else {
-                return;
-            };
-            let status = response.status();
-            if status.is_server_error() {
-                return;
-            }
-            let rejected = status == StatusCode::UNAUTHORIZED;
-            let left = keys.checked(index, rejected);
-            if rejected {
-                revoked.with_label_values(&[name.as_ref()]).inc();
-                tracing::error!(region = %name, key_index = index, keys_left = left,
-                    "relay rejected a key twice: taken out of the pool until it is accepted again");
-            } else {
-                tracing::info!(region = %name, key_index = index, "relay key accepted: back in the pool");
-            }
-        });
-    }
-
     async fn attempt(
         &self,
         region: &Region,
@@ -521,91 +408,4 @@ impl Relay {
             .observe(elapsed.as_secs_f64());
         result
     }
-
-    /// Active health: `GET {url}/models` on every region each `interval`. Any answer
-    /// below 500 means alive and closes an open breaker; no answer or a 5xx counts as a
-    /// failure. Revoked keys are re-checked on the same beat.
-    pub fn spawn_prober(
-        self: &Arc<Self>,
-        interval: Duration,
-        stop: tokio_util::sync::CancellationToken,
-    ) {
-        if interval.is_zero() {
-            return;
-        }
-        let relay = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(interval) => {}
-                }
-                for region in &relay.regions {
-                    relay.probe(region).await;
-                    for (index, key) in region.keys.revoked() {
-                        relay.spawn_key_check(region, index, key);
-                    }
-                }
-            }
-        });
-    }
-
-    async fn probe(&self, region: &Region) {
-        let mut request = self
-            .http
-            .get(format!("{}/models", region.base))
-            .timeout(self.probe_timeout);
-        if self.managed
-            && let Some((_, key)) = region.keys.next(Instant::now(), true)
-        {
-            request = request.header(header::AUTHORIZATION, key);
-        }
-        let now = Instant::now();
-        match request.send().await {
-            Ok(r) if !r.status().is_server_error() => {
-                self.report(region, region.breaker.probe_succeeded())
-            }
-            Ok(_) => self.report(region, region.breaker.on_failure(now, false)),
-            Err(e) => {
-                tracing::debug!(region = %region.name, error = ?e, "relay probe failed");
-                self.report(region, region.breaker.on_failure(now, true));
-            }
-        }
-    }
-}
-
-fn map_reqwest_error(e: &reqwest::Error) -> ApiError {
-    // A failed connect (refused or timed out) means the request was never sent.
-    if e.is_connect() {
-        ApiError::RelayUnreachable("could not connect to the relay".into())
-    } else if e.is_timeout() {
-        ApiError::RelayTimeout("the relay timed out")
-    } else if e.is_body() || e.is_decode() {
-        ApiError::RelayBadResponse("the relay's body ended abnormally".into())
-    } else {
-        ApiError::RelayBadResponse("the relay closed the connection or sent invalid HTTP".into())
-    }
-}
-
-/// Ends the stream with a timeout error when the relay goes silent for `idle`.
-fn idle_limited(
-    inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
-    idle: Duration,
-) -> RelayBody {
-    let inner = Box::pin(inner);
-    Box::pin(futures_util::stream::unfold(
-        Some(inner),
-        move |state| async move {
-            let mut inner = state?;
-            match tokio::time::timeout(idle, inner.next()).await {
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(inner))),
-                Ok(Some(Err(e))) => Some((Err(map_reqwest_error(&e)), None)),
-                Ok(None) => None,
-                Err(_) => Some((
-                    Err(ApiError::RelayTimeout("relay went silent mid-response")),
-                    None,
-                )),
-            }
-        },
-    ))
 }

@@ -1,0 +1,76 @@
+//! Cache entries in Redis: bounded, checked reads and background writes.
+
+use std::sync::Arc;
+
+use super::{RedisTier, RedisUnavailable, VALUE_OVERHEAD};
+use crate::cache::answer::CachedAnswer;
+use crate::cache::codec;
+use crate::keying::CacheKey;
+
+impl RedisTier {
+    /// The entry under `key`. At most `max_entry_bytes` (plus the value's overhead) are
+    /// read, so a huge value planted under a key costs one bounded read and is skipped,
+    /// never a slow call that would trip the breaker. A value that fails its checksum or
+    /// lengths is a miss, deleted and counted.
+    pub async fn get(
+        &self,
+        namespace: &str,
+        key: &CacheKey,
+    ) -> Result<Option<CachedAnswer>, RedisUnavailable> {
+        let redis_key = self.redis_key(namespace, key);
+        let max_value = self.inner.max_entry_bytes.saturating_add(VALUE_OVERHEAD);
+        let mut cmd = redis::cmd("GETRANGE");
+        cmd.arg(&redis_key).arg(0).arg(max_value);
+        // GETRANGE answers "" for a missing key; no stored value is ever empty.
+        let value: Vec<u8> = self.call_keyed("get", &redis_key, cmd).await?;
+        if value.is_empty() {
+            return Ok(None);
+        }
+        if value.len() > max_value {
+            self.reject("oversized");
+            return Ok(None);
+        }
+        match codec::decode(&value, self.inner.max_entry_bytes) {
+            Ok(answer) => Ok((!answer.is_expired()).then_some(answer)),
+            Err(corrupt) => {
+                self.reject(corrupt.as_str());
+                tracing::warn!(key = %redis_key, reason = corrupt.as_str(), "redis value failed its checks: deleted, served as a miss");
+                let tier = self.clone();
+                tokio::spawn(async move {
+                    let mut cmd = redis::cmd("UNLINK");
+                    cmd.arg(&redis_key);
+                    let _: Result<i64, _> = tier.call_keyed("delete", &redis_key, cmd).await;
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    fn reject(&self, reason: &str) {
+        self.inner
+            .rejected
+            .with_label_values(&["redis", reason])
+            .inc();
+    }
+
+    /// Stores in the background; the request never waits for it.
+    pub fn put(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
+        if !self.is_up() {
+            return;
+        }
+        let ttl_ms = answer.remaining_ttl().as_millis() as u64;
+        if ttl_ms == 0 || answer.body.len() > self.inner.max_entry_bytes {
+            return;
+        }
+        let tier = self.clone();
+        tokio::spawn(async move {
+            let redis_key = tier.redis_key(&answer.namespace, &key);
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(&redis_key)
+                .arg(codec::encode(&answer))
+                .arg("PX")
+                .arg(ttl_ms);
+            let _: Result<(), _> = tier.call_keyed("set", &redis_key, cmd).await;
+        });
+    }
+}
