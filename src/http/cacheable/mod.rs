@@ -1,0 +1,289 @@
+//! The cacheable routes: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`.
+//!
+//! A request's life here, in order:
+//! 1. authenticate (namespace + which key the relay sees);
+//! 2. read the body under `MAX_BODY_BYTES` and validate it (a bad one never reaches the relay);
+//! 3. read the cache headers, compute the key;
+//! 4. unless `no-cache`/`no-store`: look up the tiers → hit, rendered as JSON or SSE;
+//! 5. on a miss, join the single-flight for the key: the leader calls the relay, the
+//!    followers wait and are served the leader's answer (`coalesced`);
+//! 6. the leader forwards the relay's answer as it arrives (streams chunk by chunk) and
+//!    stores it only when complete (a plain 200 that parses, a stream past `[DONE]`).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use crate::analytics::Outcome;
+use crate::auth::Caller;
+use crate::cache::{BufferedAnswer, CachedAnswer, FlightOutcome, Join, KnownRequest, Tier, wait};
+use crate::endpoint::Endpoint;
+use crate::error::ApiError;
+use crate::http::cache_control::CacheControls;
+use crate::http::request_log::RequestLog;
+use crate::http::{X_CACHE, X_CACHE_KEY, X_CACHE_TIER, X_RELAY_REGION};
+use crate::keying::{CacheKey, cache_key};
+use crate::relay::{request_headers_for_relay, response_headers_for_client};
+use crate::request::CacheableRequest;
+
+mod miss;
+mod stream;
+
+use crate::state::AppState;
+use miss::{Miss, with_usage_requested};
+
+pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, Endpoint::ChatCompletions, request).await
+}
+
+pub async fn completions(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, Endpoint::Completions, request).await
+}
+
+pub async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, Endpoint::Embeddings, request).await
+}
+
+async fn handle(state: AppState, endpoint: Endpoint, request: Request) -> Response {
+    let mut log = RequestLog::new(endpoint);
+    let response = handle_inner(state.clone(), endpoint, request, &mut log)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    if !log.deferred {
+        let latency = log.elapsed_ms();
+        log.record(&state, response.status().as_u16(), latency);
+    }
+    response
+}
+
+fn outcome_of(tier: Tier) -> Outcome {
+    match tier {
+        Tier::L1 => Outcome::L1,
+        Tier::Redis => Outcome::Redis,
+        Tier::Sqlite => Outcome::Sqlite,
+    }
+}
+
+const HIT: HeaderValue = HeaderValue::from_static("hit");
+const MISS: HeaderValue = HeaderValue::from_static("miss");
+const BYPASS: HeaderValue = HeaderValue::from_static("bypass");
+
+async fn handle_inner(
+    state: AppState,
+    endpoint: Endpoint,
+    request: Request,
+    log: &mut RequestLog,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let caller: Caller = state.auth.authenticate(&parts.headers)?;
+    log.namespace = caller.namespace.clone();
+    if !state.limits.exempt_cache_hits {
+        state.rate_limit(&caller.namespace)?;
+    }
+    let raw = crate::http::body::read_request_body(&state, &parts.headers, body).await?;
+    if state.config.privacy.log_payloads {
+        tracing::info!(target: "edge_gateway::payload", namespace = %caller.namespace, body = %String::from_utf8_lossy(&raw[..raw.len().min(4096)]), "request payload (privacy.log_payloads)");
+    }
+    let controls = CacheControls::from_headers(&parts.headers, &state.config.cache)?;
+    let namespace = controls.namespace(
+        &caller.namespace,
+        state.config.cache.shared_namespace.as_deref(),
+    );
+    log.namespace = namespace.clone();
+    let fingerprint = state.fast_path.fingerprint(endpoint, &namespace, &raw);
+    // Fast path: these exact bytes were parsed and keyed before.
+    if !controls.bypasses_lookup()
+        && let Some(known) = fingerprint.as_ref().and_then(|f| state.fast_path.get(f))
+        && let Some((answer, tier)) = state.cache.get(&namespace, &known.key).await
+    {
+        log.model = known.model.clone();
+        log.key = Some(known.key);
+        let shape = (known.stream, known.include_usage);
+        return Ok(serve_hit(
+            &state, endpoint, log, &answer, tier, shape, known.key,
+        ));
+    }
+    let (mut request, key) = parse_and_key(&state, endpoint, &namespace, &raw).await?;
+    log.model = Arc::from(request.model.as_str());
+    log.key = Some(key);
+    if let Some(fingerprint) = fingerprint {
+        state.fast_path.remember(
+            fingerprint,
+            KnownRequest {
+                key,
+                model: log.model.clone(),
+                stream: request.stream,
+                include_usage: request.include_usage,
+            },
+        );
+    }
+
+    // For a usage estimate, should the relay report none (misses only).
+    let request_body = Arc::new(std::mem::take(&mut request.body));
+    let miss = |state: AppState| Miss {
+        state,
+        caller: caller.namespace.clone(),
+        endpoint,
+        key,
+        namespace: namespace.clone(),
+        ttl: controls.ttl,
+        stream: request.stream,
+        include_usage: request.include_usage,
+        managed: caller.managed,
+        relay_headers: request_headers_for_relay(&parts.headers, caller.managed, true),
+        relay_body: if request.stream && !request.include_usage {
+            with_usage_requested(&request_body)
+        } else {
+            raw.clone()
+        },
+        request_body: request_body.clone(),
+    };
+
+    if controls.bypasses_lookup() {
+        state.count(endpoint, "bypass");
+        log.tier = Outcome::Bypass;
+        return miss(state.clone())
+            .run(!controls.no_store, None, BYPASS, log)
+            .await;
+    }
+    let shape = (request.stream, request.include_usage);
+    if let Some((answer, tier)) = state.cache.get(&namespace, &key).await {
+        return Ok(serve_hit(&state, endpoint, log, &answer, tier, shape, key));
+    }
+    log.tier = Outcome::Miss;
+    match state.flights.join(key) {
+        Join::Leader(guard) => {
+            // A flight for this key may have finished between the lookup and the join.
+            if let Some((answer, tier)) = state.cache.get(&namespace, &key).await {
+                guard.complete(FlightOutcome::Answer(answer.clone()));
+                return Ok(serve_hit(&state, endpoint, log, &answer, tier, shape, key));
+            }
+            state.count(endpoint, "miss");
+            miss(state.clone()).run(true, Some(guard), MISS, log).await
+        }
+        Join::Follower(slot) => match wait(slot).await {
+            Some(FlightOutcome::Answer(answer)) => {
+                state.count(endpoint, "coalesced");
+                log.hit(&state, Outcome::Coalesced, answer.usage);
+                Ok(hit(
+                    &answer,
+                    "coalesced",
+                    request.stream,
+                    request.include_usage,
+                    key,
+                ))
+            }
+            Some(FlightOutcome::Relayed(answer)) => {
+                state.count(endpoint, "coalesced");
+                log.tier = Outcome::Coalesced;
+                Ok(buffered_response(&answer, key, caller.managed))
+            }
+            Some(FlightOutcome::Failed(error)) => {
+                log.tier = Outcome::Coalesced;
+                Err(error)
+            }
+            // The leader gave up without an outcome: call the relay alone.
+            None => {
+                state.count(endpoint, "miss");
+                miss(state.clone()).run(true, None, MISS, log).await
+            }
+        },
+    }
+}
+
+/// Bodies above this are parsed and keyed on the blocking pool: parsing and normalizing a
+/// 4 MB body takes ~100 ms of CPU, which on an async worker would stall every request
+/// queued behind it (cache hits included).
+const PARSE_INLINE_MAX: usize = 128 * 1024;
+
+/// Validates the body and computes its cache key, off the async workers when large.
+async fn parse_and_key(
+    state: &AppState,
+    endpoint: Endpoint,
+    namespace: &Arc<str>,
+    raw: &Bytes,
+) -> Result<(CacheableRequest, CacheKey), ApiError> {
+    let options = state.key_options;
+    let work = {
+        let (raw, namespace) = (raw.clone(), namespace.clone());
+        move || {
+            let request = CacheableRequest::parse(endpoint, &raw)?;
+            let key = cache_key(endpoint, &namespace, &request.body, options);
+            Ok((request, key))
+        }
+    };
+    if raw.len() <= PARSE_INLINE_MAX {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("request parsing failed: {e}")))?
+}
+
+/// A hit from a cache tier: counted, logged for analytics, rendered in the request's
+/// shape (`stream`, `include_usage`).
+fn serve_hit(
+    state: &AppState,
+    endpoint: Endpoint,
+    log: &mut RequestLog,
+    answer: &CachedAnswer,
+    tier: Tier,
+    (stream, include_usage): (bool, bool),
+    key: CacheKey,
+) -> Response {
+    state.count(endpoint, tier.as_str());
+    log.hit(state, outcome_of(tier), answer.usage);
+    hit(answer, tier.as_str(), stream, include_usage, key)
+}
+
+/// A cached answer in the shape this request asked for.
+fn hit(
+    answer: &CachedAnswer,
+    tier: &'static str,
+    stream: bool,
+    include_usage: bool,
+    key: CacheKey,
+) -> Response {
+    let (body, content_type) = if stream {
+        (answer.sse(include_usage), "text/event-stream")
+    } else {
+        (answer.body.clone(), "application/json")
+    };
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if stream {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    headers.insert(X_CACHE, HIT);
+    headers.insert(X_CACHE_TIER, HeaderValue::from_static(tier));
+    headers.insert(X_CACHE_KEY, key.header_value());
+    response
+}
+
+fn buffered_response(answer: &BufferedAnswer, key: CacheKey, managed: bool) -> Response {
+    let mut response = Response::new(Body::from(answer.body.clone()));
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = response_headers_for_client(&answer.headers, managed);
+    mark_relayed(response.headers_mut(), MISS, key, &answer.region);
+    response
+}
+
+fn mark_relayed(headers: &mut HeaderMap, x_cache: HeaderValue, key: CacheKey, region: &str) {
+    headers.insert(X_CACHE, x_cache);
+    headers.insert(X_CACHE_KEY, key.header_value());
+    if let Ok(region) = HeaderValue::from_str(region) {
+        headers.insert(X_RELAY_REGION, region);
+    }
+}
+
+pub(super) fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
