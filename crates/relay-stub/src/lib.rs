@@ -7,6 +7,7 @@
 //! through [`RelayStub::set`]; other processes through `POST /_stub/behavior`.
 
 mod answers;
+mod routes;
 mod server;
 
 pub use server::{Behavior, RelayStub};
