@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, Method};
-use bytes::Bytes;
+use axum::http::HeaderValue;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +21,7 @@ use crate::error::ApiError;
 use crate::keying::KeyOptions;
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
-use crate::relay::{Relay, RelayResponse};
+use crate::relay::Relay;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -142,20 +141,6 @@ impl AppState {
             work: tokio_util::task::TaskTracker::new(),
             cut: CancellationToken::new(),
         })))
-    }
-
-    /// Calls the relay (region choice, retries and relay metrics live in [`Relay`]).
-    pub async fn send_to_relay(
-        &self,
-        method: Method,
-        suffix: &str,
-        headers: HeaderMap,
-        body: Bytes,
-        idempotent: bool,
-    ) -> Result<RelayResponse, ApiError> {
-        self.relay
-            .send(method, suffix, headers, body, idempotent)
-            .await
     }
 
     /// Takes one request from the caller's rate-limit bucket.

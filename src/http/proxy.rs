@@ -41,7 +41,8 @@ async fn forward_inner(state: &AppState, request: Request) -> Result<Response, A
     let headers = request_headers_for_relay(&parts.headers, caller.managed, false);
     let idempotent = parts.method.is_idempotent();
     let relay = state
-        .send_to_relay(parts.method, suffix, headers, body, idempotent)
+        .relay
+        .send(parts.method, suffix, headers, body, idempotent)
         .await?;
     Ok(streamed_response(relay, caller.managed))
 }

@@ -350,3 +350,27 @@ pub fn key_for(body: &Value) -> edge_gateway::keying::CacheKey {
         Default::default(),
     )
 }
+
+/// A response header's value, or "" when absent.
+pub fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map_or(String::new(), |v| v.to_str().unwrap_or("").to_owned())
+}
+
+/// A relay region at `stub`.
+pub fn region(
+    name: &str,
+    stub: &relay_stub::RelayStub,
+    weight: u32,
+    backup: bool,
+) -> edge_gateway::config::RegionConfig {
+    edge_gateway::config::RegionConfig {
+        name: name.into(),
+        url: stub.url(),
+        weight,
+        backup,
+        api_key_env: None,
+        keys: Vec::new(),
+    }
+}

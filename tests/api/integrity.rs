@@ -9,12 +9,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .map_or(String::new(), |v| v.to_str().unwrap().to_owned())
-}
-
 fn count(db: &std::path::Path, sql: &str) -> i64 {
     Connection::open(db)
         .unwrap()

@@ -3,24 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use edge_gateway::config::{Config, RegionConfig};
+use edge_gateway::config::Config;
 use relay_stub::{Behavior, RelayStub};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
-
-fn region(name: &str, stub: &RelayStub, weight: u32, backup: bool) -> RegionConfig {
-    RegionConfig {
-        name: name.into(),
-        url: stub.url(),
-        weight,
-        backup,
-        api_key_env: None,
-        keys: Vec::new(),
-    }
-}
 
 fn no_probes(c: &mut Config) {
     c.relay.health.probe_interval_ms = 0;
@@ -40,12 +29,6 @@ async fn chat_as(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .map_or(String::new(), |v| v.to_str().unwrap().to_owned())
 }
 
 /// Sends `head` (request line and headers, no final blank line) on a fresh connection

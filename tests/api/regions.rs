@@ -8,17 +8,6 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-fn region(name: &str, stub: &RelayStub, weight: u32, backup: bool) -> RegionConfig {
-    RegionConfig {
-        name: name.into(),
-        url: stub.url(),
-        weight,
-        backup,
-        api_key_env: None,
-        keys: Vec::new(),
-    }
-}
-
 /// Fast breakers and no active probes unless a test turns them on.
 fn quick_health(c: &mut Config) {
     c.relay.health.cooldown_ms = 200;

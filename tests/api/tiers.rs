@@ -9,12 +9,6 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::redis_server::{RedisCluster, RedisServer};
 
-fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .map_or(String::new(), |v| v.to_str().unwrap_or("").to_owned())
-}
-
 fn with_redis(url: String) -> impl FnOnce(&mut Config) {
     move |c| {
         c.redis.url = Some(Secret::new(url));

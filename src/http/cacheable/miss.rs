@@ -138,7 +138,8 @@ impl Miss {
     ) -> Result<Response, ApiError> {
         let sent = self
             .state
-            .send_to_relay(
+            .relay
+            .send(
                 Method::POST,
                 self.endpoint.relay_suffix(),
                 self.relay_headers.clone(),
