@@ -68,27 +68,28 @@ pub fn parse_group_by(list: &str) -> Result<Vec<Dimension>, String> {
     Ok(dims)
 }
 
-/// `24h`, `30m`, `7d`, `2w`, `90s` before `now_ms`; a `YYYY-MM-DD` date (UTC midnight);
-/// or unix milliseconds.
+/// `24h`, `30m`, `7d`, `2w`, `90s` before `now_ms`; a `YYYY-MM-DD` date (UTC
+/// midnight) or an RFC 3339 time, both read by `jiff` (so `2024-02-31` is refused); or
+/// unix milliseconds.
 pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, String> {
     let text = text.trim();
-    let bad = || format!("invalid time {text:?}: use 24h, 7d, 30m, YYYY-MM-DD or unix ms");
-    if let Some((date, _)) = text.split_once('T').or(Some((text, ""))) {
-        let parts: Vec<&str> = date.split('-').collect();
-        if parts.len() == 3 && parts[0].len() == 4 {
-            let (y, m, d) = (
-                parts[0].parse::<i64>().map_err(|_| bad())?,
-                parts[1].parse::<u32>().map_err(|_| bad())?,
-                parts[2].parse::<u32>().map_err(|_| bad())?,
-            );
-            if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-                return Err(bad());
-            }
-            return Ok(days_from_civil(y, m, d).max(0) as u64 * 86_400_000);
-        }
-    }
+    let bad = || {
+        format!("invalid time {text:?}: use 24h, 7d, 30m, YYYY-MM-DD, an RFC 3339 time or unix ms")
+    };
     if let Ok(ms) = text.parse::<u64>() {
         return Ok(ms);
+    }
+    if text.contains('-') && text.len() >= 10 {
+        let millis = if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+            ts.as_millisecond()
+        } else {
+            let date: jiff::civil::Date = text.parse().map_err(|_| bad())?;
+            jiff::tz::Offset::UTC
+                .to_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
+                .map_err(|_| bad())?
+                .as_millisecond()
+        };
+        return Ok(millis.max(0) as u64);
     }
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (amount, unit) = text.split_at(split);
@@ -102,17 +103,6 @@ pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     Ok(now_ms.saturating_sub(amount.saturating_mul(unit_ms)))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -377,7 +367,21 @@ mod tests {
         assert_eq!(parse_time("1970-01-02", now).unwrap(), 86_400_000);
         assert_eq!(parse_time("2026-11-23", now).unwrap(), 1_795_392_000_000);
         assert_eq!(parse_time("12345", now).unwrap(), 12345);
-        for bad in ["", "h", "5y", "2026-13-01", "-3h"] {
+        assert_eq!(
+            parse_time("2026-11-23T12:00:00Z", now).unwrap(),
+            1_795_392_000_000 + 12 * 3_600_000
+        );
+        assert_eq!(parse_time("2024-02-29", now).unwrap(), 1_709_164_800_000);
+        for bad in [
+            "",
+            "h",
+            "5y",
+            "2026-13-01",
+            "-3h",
+            "2024-02-31",
+            "2023-02-29",
+            "2026-04-31",
+        ] {
             assert!(parse_time(bad, now).is_err(), "{bad}");
         }
         assert!(parse_group_by("tier,model,day").is_ok());
