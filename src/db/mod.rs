@@ -88,18 +88,23 @@ pub fn migrate(conn: &mut Connection) -> Result<Vec<&'static str>, DbError> {
     .map_err(wrap)?;
     let mut applied = Vec::new();
     for &(version, name, sql) in MIGRATIONS {
-        let done: bool = conn
+        let fail = |source| DbError::Migration { name, source };
+        // The check and the change in one write transaction: two connections migrating
+        // the same new file at once (the cache and analytics writers reopening it after
+        // it was deleted) apply each migration once; the second waits, then skips it.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let done: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
                 [version],
                 |row| row.get(0),
             )
-            .map_err(wrap)?;
+            .map_err(fail)?;
         if done {
             continue;
         }
-        let fail = |source| DbError::Migration { name, source };
-        let tx = conn.transaction().map_err(fail)?;
         tx.execute_batch(sql).map_err(fail)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
@@ -122,6 +127,23 @@ pub fn open_migrated(path: &Path) -> Result<Connection, DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_migrating_one_new_file_at_once_all_succeed() {
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("race.db");
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || open_migrated(&path).map(drop))
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().expect("every connection migrates");
+            }
+        }
+    }
 
     #[test]
     fn every_migration_file_is_embedded_in_order() {
