@@ -84,23 +84,32 @@ impl OpenedFile {
         Ok(())
     }
 
-    /// Reopens when the file was deleted or replaced; `true` when it did.
+    /// Reopens when the file was deleted or replaced; `true` when it did. Both writer
+    /// threads may reopen the new file at once (one creates it, both switch it to WAL),
+    /// so a failed attempt is retried a few times before giving up on this batch.
     pub fn reopen_if_stale(&mut self, what: &str) -> bool {
         if !self.is_stale() {
             return false;
         }
-        match self.reopen() {
-            Ok(()) => {
-                tracing::warn!(path = %self.path.display(), writer = what,
-                    "the SQLite file was deleted or replaced: reopened (rows and entries of the old file are not in the new one)");
-                true
+        let mut last_error = None;
+        for attempt in 0..5 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
             }
-            Err(e) => {
-                tracing::error!(path = %self.path.display(), writer = what, error = %e,
-                    "the SQLite file was deleted or replaced and cannot be reopened");
-                false
+            match self.reopen() {
+                Ok(()) => {
+                    tracing::warn!(path = %self.path.display(), writer = what,
+                        "the SQLite file was deleted or replaced: reopened (rows and entries of the old file are not in the new one)");
+                    return true;
+                }
+                Err(e) => last_error = Some(e),
             }
         }
+        if let Some(e) = last_error {
+            tracing::error!(path = %self.path.display(), writer = what, error = %e,
+                "the SQLite file was deleted or replaced and cannot be reopened");
+        }
+        false
     }
 
     pub fn path(&self) -> &Path {
