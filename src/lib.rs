@@ -1,20 +1,25 @@
 //! edge-gateway: an OpenAI-compatible caching gateway, one instance per region.
 //!
 //! Map of the crate:
-//! - [`config`]: the typed configuration (defaults → TOML file → env), validated at start.
-//! - [`app`]: `App::build` (listener, shared state, background tasks), `run_until` with
-//!   graceful drain and final flushes.
+//! - [`config`]: the typed configuration (defaults → TOML file → env table), validated at start.
+//! - [`app`]: `App::build` (listener, background tasks), `run_until` with graceful drain
+//!   (connections, then relay work) and final flushes.
+//! - [`state`]: `AppState`, what every handler sees (built once).
+//! - [`server`]: the accept loop: header/idle timeout, connection cap (idlest first).
 //! - [`http`]: the routes; `router(state)` builds them all.
 //! - [`auth`]: pass-through and managed mode; who the caller is, which key the relay sees.
 //! - [`request`]: validation of cacheable bodies (400s happen here, before the relay).
 //! - [`keying`]: normalization and the SHA-256 cache key (pure).
 //! - [`cache`]: cached answers (JSON + SSE replay), the stream recorder, single-flight,
 //!   and the tiers: L1 (moka), Redis (standalone/Cluster, breaker), SQLite (durable).
-//! - [`relay`]: the upstream client with connect / first-byte / idle timeouts.
+//! - [`relay`]: the upstream client: regions by weight and latency, breakers with panic
+//!   mode, key pools, retries, connect / first-byte / idle timeouts, path containment.
 //! - [`analytics`]: `cache_events` rows, pricing, global counters, reports.
 //! - [`db`]: the SQLite file and its embedded migrations.
 //! - [`error`]: `ApiError`, the one OpenAI-shaped error a client can see.
 //! - [`metrics`], [`telemetry`]: Prometheus registry and logging.
+//! - [`tokens`]: token estimates when the relay reports no usage; [`usage`], [`clock`],
+//!   [`paths`], [`strict_json`]: small leaves the others share.
 //!
 //! Module arrows point one way (tests/api/structure.rs checks there is no cycle):
 //!

@@ -1,6 +1,8 @@
 //! What one request on a cacheable route contributes to analytics, filled in as the
-//! request proceeds and recorded once at the end. A streamed miss records from its
-//! relay-reading task, when the stream's usage is known.
+//! request proceeds and recorded exactly once: when the [`RequestLog`] that holds the
+//! duty to record is dropped. The handler holds it; a miss hands it to its relay task,
+//! a streamed miss on to its stream task (which knows the usage once the stream ends).
+//! A request whose client went away before an answer still leaves its row (status 499).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +13,6 @@ use crate::endpoint::Endpoint;
 use crate::keying::CacheKey;
 use crate::state::AppState;
 
-#[derive(Clone)]
 pub struct RequestLog {
     pub started: Instant,
     pub endpoint: Endpoint,
@@ -24,12 +25,19 @@ pub struct RequestLog {
     pub relay_region: Option<Arc<str>>,
     pub cost_usd: f64,
     pub saved_usd: f64,
-    /// Set when another task records this request (a streamed miss).
-    pub deferred: bool,
+    /// Records the row when this log is dropped; `None` once the duty was handed over.
+    recorder: Option<AppState>,
+    /// Status sent to the client: 499 (client closed the request) until one is known.
+    status: u16,
+    /// Time to response headers, once known.
+    latency_ms: Option<f64>,
 }
 
+/// Nginx's "client closed request": the row of a request whose client left first.
+const CLIENT_GONE: u16 = 499;
+
 impl RequestLog {
-    pub fn new(endpoint: Endpoint) -> Self {
+    pub fn new(state: &AppState, endpoint: Endpoint) -> Self {
         Self {
             started: Instant::now(),
             endpoint,
@@ -41,8 +49,43 @@ impl RequestLog {
             relay_region: None,
             cost_usd: 0.0,
             saved_usd: 0.0,
-            deferred: false,
+            recorder: Some(state.clone()),
+            status: CLIENT_GONE,
+            latency_ms: None,
         }
+    }
+
+    /// A log that takes over the duty to record this row (a relay or stream task that
+    /// outlives the handler); this one will not record any more.
+    pub fn hand_over(&mut self) -> Self {
+        Self {
+            started: self.started,
+            endpoint: self.endpoint,
+            namespace: self.namespace.clone(),
+            model: self.model.clone(),
+            key: self.key,
+            tier: self.tier,
+            usage: self.usage,
+            relay_region: self.relay_region.clone(),
+            cost_usd: self.cost_usd,
+            saved_usd: self.saved_usd,
+            recorder: self.recorder.take(),
+            status: self.status,
+            latency_ms: self.latency_ms,
+        }
+    }
+
+    /// The response's status; its latency is now, unless already set.
+    pub fn answered(&mut self, status: u16) {
+        self.status = status;
+        if self.latency_ms.is_none() {
+            self.latency_ms = Some(self.elapsed_ms());
+        }
+    }
+
+    /// Fixes the latency at now (a stream: time to its headers, though it ends later).
+    pub fn headers_sent(&mut self) {
+        self.latency_ms = Some(self.elapsed_ms());
     }
 
     /// A hit: the usage it did not pay for is the saving.
@@ -58,14 +101,16 @@ impl RequestLog {
         self.cost_usd = state.price(&self.model, usage);
     }
 
-    pub fn record(self, state: &AppState, status: u16, latency_ms: f64) {
+    fn record(&self, state: &AppState) {
+        let latency_ms = self.latency_ms.unwrap_or_else(|| self.elapsed_ms());
+        let status = self.status;
         state.analytics.record(
             &state.metrics,
             CacheEvent {
                 ts_ms: now_ms(),
                 endpoint: self.endpoint,
-                namespace: self.namespace,
-                model: self.model,
+                namespace: self.namespace.clone(),
+                model: self.model.clone(),
                 tier: self.tier,
                 status,
                 key: self.key,
@@ -73,7 +118,7 @@ impl RequestLog {
                 completion_tokens: self.usage.completion_tokens,
                 usage_estimated: self.usage.estimated,
                 latency_ms,
-                relay_region: self.relay_region,
+                relay_region: self.relay_region.clone(),
                 cost_usd: self.cost_usd,
                 saved_usd: self.saved_usd,
             },
@@ -82,5 +127,13 @@ impl RequestLog {
 
     pub fn elapsed_ms(&self) -> f64 {
         self.started.elapsed().as_secs_f64() * 1e3
+    }
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        if let Some(state) = self.recorder.take() {
+            self.record(&state);
+        }
     }
 }

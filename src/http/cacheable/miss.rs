@@ -101,8 +101,8 @@ impl Miss {
             settle(guard, FlightOutcome::Failed(limited.clone()));
             return Err(limited);
         }
-        let mut task_log = log.clone();
-        log.deferred = true; // the task records the row
+        // The task records the row, even if this handler is gone by then.
+        let mut task_log = log.hand_over();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let state = self.state.clone();
         state.work.spawn(async move {
@@ -113,14 +113,12 @@ impl Miss {
                     "the gateway shut down before the relay answered",
                 )),
             };
-            if !task_log.deferred {
-                let status = match &result {
-                    Ok(response) => response.status(),
-                    Err(error) => error.status(),
-                };
-                let latency = task_log.elapsed_ms();
-                task_log.record(&state, status.as_u16(), latency);
-            }
+            let status = match &result {
+                Ok(response) => response.status(),
+                Err(error) => error.status(),
+            };
+            task_log.answered(status.as_u16());
+            drop(task_log); // the row (unless a stream task took it over)
             let _ = tx.send(result); // the client may be gone: nothing is lost
         });
         rx.await
@@ -156,8 +154,8 @@ impl Miss {
         };
         log.relay_region = Some(relay.region.clone());
         if relay.status == StatusCode::OK && self.stream && is_event_stream(&relay.headers) {
-            log.deferred = true; // the stream's task records the row, with its usage
-            return Ok(self.stream_through(relay, store, guard, x_cache, log.clone()));
+            // The stream's task records the row, with the usage the stream reports.
+            return Ok(self.stream_through(relay, store, guard, x_cache, log.hand_over()));
         }
         let RelayResponse {
             status,

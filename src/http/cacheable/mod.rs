@@ -49,14 +49,11 @@ pub async fn embeddings(State(state): State<AppState>, request: Request) -> Resp
 }
 
 async fn handle(state: AppState, endpoint: Endpoint, request: Request) -> Response {
-    let mut log = RequestLog::new(endpoint);
-    let response = handle_inner(state.clone(), endpoint, request, &mut log)
+    let mut log = RequestLog::new(&state, endpoint);
+    let response = handle_inner(state, endpoint, request, &mut log)
         .await
         .unwrap_or_else(IntoResponse::into_response);
-    if !log.deferred {
-        let latency = log.elapsed_ms();
-        log.record(&state, response.status().as_u16(), latency);
-    }
+    log.answered(response.status().as_u16());
     response
 }
 

@@ -39,8 +39,10 @@ impl Miss {
         *response.headers_mut() = response_headers_for_client(&relay.headers, self.managed);
         mark_relayed(response.headers_mut(), x_cache, self.key, &relay.region);
         let mut body = relay.body;
-        // The row's latency is time to response headers, like every other row's.
-        let latency_ms = log.elapsed_ms();
+        // The row's latency is time to response headers, like every other row's; a stream
+        // that broke after its headers still reached the client as a 200.
+        log.headers_sent();
+        log.answered(StatusCode::OK.as_u16());
         let work = self.state.work.clone();
         work.spawn(async move {
             let cut = self.state.cut.clone();
@@ -100,8 +102,7 @@ impl Miss {
                     FlightOutcome::Answer(answer)
                 }
             };
-            // A stream that broke after its headers still reached the client as a 200.
-            log.record(&self.state, StatusCode::OK.as_u16(), latency_ms);
+            drop(log); // the row, with the stream's usage
             settle(guard, outcome);
         });
         response
