@@ -15,69 +15,25 @@
 //!
 //! Throughput (64 connections, fixed duration): L1 hit vs pass-through vs stub direct.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use relay_stub::RelayStub;
+use testkit::redis::RedisServer;
+use testkit::{GatewayProcess, has_taskset};
 
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn has_taskset() -> bool {
-    Command::new("taskset")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn start_gateway(relay_url: &str, pin: bool, extra: &[(&str, String)]) -> (Gateway, String) {
-    let binary = env!("CARGO_BIN_EXE_edge-gateway");
-    let dir = std::env::temp_dir().join(format!("edge-gateway-bench-{}", std::process::id()));
-    let mut command = if pin {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "1", binary]);
-        c
-    } else {
-        Command::new(binary)
-    };
-    command
-        .arg("serve")
-        .env("PORT", "0")
-        .env("BIND", "127.0.0.1")
-        .env("RELAY_URL", relay_url)
-        .env("RUST_LOG", "warn,edge_gateway=info")
-        .env("SQLITE_PATH", dir.join(format!("bench-{}.db", extra.len())))
-        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = command.spawn().expect("gateway starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("gateway prints its address")
-            .expect("utf-8");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-    };
-    // Keep draining stdout so the gateway never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    (Gateway(child), format!("http://{addr}"))
+/// The release gateway as its own process (pinned to core 1 when `pin`), and its base URL.
+fn start_gateway(relay_url: &str, pin: bool, extra: &[(&str, String)]) -> (GatewayProcess, String) {
+    let mut env = vec![
+        ("RELAY_URL", relay_url.to_owned()),
+        ("RUST_LOG", "warn,edge_gateway=info".to_owned()),
+    ];
+    env.extend(extra.iter().cloned());
+    let gateway = GatewayProcess::spawn(env!("CARGO_BIN_EXE_edge-gateway"), &env, pin.then_some(1));
+    let base = format!("http://{}", gateway.addr);
+    (gateway, base)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -154,49 +110,6 @@ async fn throughput(
         let _ = t.await;
     }
     done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
-}
-
-/// A throwaway redis-server on a free port, for the Redis-hit scenario.
-struct RedisProcess(Child, u16);
-
-impl RedisProcess {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self(child, port)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.1)
-    }
-}
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Size and time of the Redis value encoding, with and without LZ4, on typical answers.
@@ -339,7 +252,7 @@ fn main() {
     runtime.block_on(async move {
         let stub = RelayStub::start().await.expect("stub");
         let (_gateway, base) = start_gateway(&stub.url(), pin, &[]);
-        let redis = RedisProcess::start();
+        let redis = RedisServer::start();
         // A 1-byte L1 holds nothing, so every lookup goes to the next tier.
         let (_redis_gateway, redis_base) = start_gateway(
             &stub.url(),

@@ -3,8 +3,8 @@ use relay_stub::{Behavior, RelayStub};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
+use crate::helpers::RedisServer;
 use crate::helpers::*;
-use crate::redis_server::RedisServer;
 
 const TOKEN: &str = "admin-token-0123456789";
 
@@ -439,7 +439,7 @@ async fn no_row_is_lost_across_sigterm_under_load() {
         delay_ms: 20,
         ..Default::default()
     });
-    let mut gateway = GatewayProcess::spawn(&[("RELAY_URL", stub.url())]);
+    let mut gateway = spawn_gateway(&[("RELAY_URL", stub.url())]);
     let db = gateway.dir.path().join("gw.db");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)

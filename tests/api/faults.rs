@@ -14,8 +14,8 @@ use relay_stub::{Behavior, RelayStub};
 use serde_json::Value;
 use tokio::sync::Barrier;
 
+use crate::helpers::RedisServer;
 use crate::helpers::*;
-use crate::redis_server::RedisServer;
 
 /// What one request under load saw.
 struct Seen {

@@ -199,7 +199,7 @@ fn run_and_collect_logs(extra_env: &[(&str, String)], prompt: &str) -> String {
         let stub = RelayStub::start().await.unwrap();
         let mut env = vec![("RELAY_URL", stub.url()), ("RUST_LOG", "debug".to_owned())];
         env.extend(extra_env.iter().cloned());
-        let mut gateway = GatewayProcess::spawn(&env);
+        let mut gateway = spawn_gateway(&env);
         let r = client_with_key()
             .post(gateway.url("/v1/chat/completions"))
             .body(serde_json::to_vec(&chat_body(prompt)).unwrap())

@@ -3,12 +3,8 @@
 //! Test harness: every test gets its own gateway (port 0), its own relay stub and its
 //! own temp dir. Nothing sleeps to wait: `eventually` polls with a deadline.
 
-use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use edge_gateway::config::{Config, Secret};
 use edge_gateway::{App, AppState};
@@ -17,7 +13,13 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
-pub const DEADLINE: Duration = Duration::from_secs(10);
+pub use testkit::redis::{RedisCluster, RedisServer, cli};
+pub use testkit::{DEADLINE, GatewayProcess, closed_port, eventually};
+
+/// The real `edge-gateway` binary, started with `env` on a free port.
+pub fn spawn_gateway(env: &[(&str, String)]) -> GatewayProcess {
+    GatewayProcess::spawn(env!("CARGO_BIN_EXE_edge-gateway"), env, None)
+}
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -178,142 +180,6 @@ pub async fn error_code(response: reqwest::Response) -> String {
     error["code"].as_str().expect("a string code").to_owned()
 }
 
-/// Polls `check` until it returns `Some`, failing the test after `DEADLINE`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// The real `edge-gateway` binary, started with `env` on a free port.
-pub struct GatewayProcess {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub output: mpsc::Receiver<String>,
-    /// What it printed up to and including its listening line.
-    pub startup: Vec<String>,
-    pub dir: TempDir,
-}
-
-impl GatewayProcess {
-    pub fn spawn(env: &[(&str, String)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_edge-gateway"));
-        command
-            .arg("serve")
-            .env_clear()
-            .env("PORT", "0")
-            .env("BIND", "127.0.0.1")
-            .env("SQLITE_PATH", dir.path().join("gw.db"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().expect("binary starts");
-        let (tx, rx) = mpsc::channel();
-        for pipe in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let start = Instant::now();
-        let mut startup = Vec::new();
-        let addr = loop {
-            let remaining = DEADLINE.saturating_sub(start.elapsed());
-            let line = rx
-                .recv_timeout(remaining)
-                .expect("gateway prints its listening address");
-            let addr = line.split("listening on ").nth(1).map(|rest| {
-                rest.split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            });
-            startup.push(line);
-            if let Some(addr) = addr {
-                break addr.parse().expect("a socket address");
-            }
-        };
-        Self {
-            child,
-            addr,
-            output: rx,
-            startup,
-            dir,
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit, failing after `DEADLINE`.
-    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(start.elapsed() < DEADLINE, "gateway did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Everything the process printed so far.
-    pub fn drain_output(&self) -> Vec<String> {
-        self.output.try_iter().collect()
-    }
-
-    /// Everything the process printed, until both pipes close (call after it exited).
-    pub fn output_until_closed(&self) -> Vec<String> {
-        let start = Instant::now();
-        let mut lines = Vec::new();
-        loop {
-            let remaining = DEADLINE.saturating_sub(start.elapsed());
-            match self.output.recv_timeout(remaining) {
-                Ok(line) => lines.push(line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => return lines,
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!("output pipes did not close"),
-            }
-        }
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs the binary with `args` and `env` to completion: (exit code, stdout, stderr).
 pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_edge-gateway"))
@@ -327,12 +193,6 @@ pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-/// A loopback port with nothing listening on it.
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 /// The cache key the gateway computes for `body` from the test client's key.

@@ -181,7 +181,7 @@ async fn sigterm_waits_for_relay_calls_whose_clients_left() {
         delay_ms: 800,
         ..Default::default()
     });
-    let mut gateway = GatewayProcess::spawn(&[
+    let mut gateway = spawn_gateway(&[
         ("RELAY_URL", stub.url()),
         ("SHUTDOWN_GRACE_SECS", "10".to_owned()),
     ]);
@@ -273,7 +273,7 @@ fn rejected(metrics: &str, reason: &str) -> u64 {
 #[tokio::test]
 async fn damaged_crafted_and_huge_redis_values_are_misses_never_crashes_or_outages() {
     use redis::AsyncCommands;
-    let redis = crate::redis_server::RedisServer::start();
+    let redis = crate::helpers::RedisServer::start();
     let with_redis = |url: String| {
         move |c: &mut edge_gateway::config::Config| {
             c.redis.url = Some(edge_gateway::config::Secret::new(url));
@@ -472,7 +472,7 @@ async fn a_stream_cut_at_the_end_of_the_grace_period_still_leaves_its_row() {
         chunk_delay_ms: 2_000,
         ..Default::default()
     });
-    let mut gateway = GatewayProcess::spawn(&[
+    let mut gateway = spawn_gateway(&[
         ("RELAY_URL", stub.url()),
         ("SHUTDOWN_GRACE_SECS", "1".to_owned()),
     ]);
@@ -555,7 +555,7 @@ async fn a_relay_that_reports_no_usage_gets_estimated_and_marked_figures() {
 
 #[tokio::test]
 async fn with_one_cluster_master_down_the_live_masters_keep_serving_from_redis() {
-    use crate::redis_server::{RedisCluster, cli};
+    use crate::helpers::{RedisCluster, cli};
     use edge_gateway::config::{Config, Secret};
     let mut cluster = RedisCluster::start();
     for node in &cluster.nodes {
@@ -581,7 +581,7 @@ async fn with_one_cluster_master_down_the_live_masters_keep_serving_from_redis()
         (cluster
             .nodes
             .iter()
-            .map(crate::redis_server::RedisServer::dbsize)
+            .map(crate::helpers::RedisServer::dbsize)
             .sum::<u64>()
             == 45)
             .then_some(())

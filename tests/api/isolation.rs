@@ -669,7 +669,7 @@ async fn admin_auth_accepts_any_case_of_bearer_and_cache_headers_come_once() {
 #[test]
 fn the_start_log_names_the_relay_and_the_mode_and_warns_without_v1() {
     let mut gateway =
-        GatewayProcess::spawn(&[("RELAY_URL", "http://user:pw@127.0.0.1:9/openai".to_owned())]);
+        spawn_gateway(&[("RELAY_URL", "http://user:pw@127.0.0.1:9/openai".to_owned())]);
     gateway.signal("TERM");
     gateway.wait_exit();
     let lines = [gateway.startup.clone(), gateway.output_until_closed()]

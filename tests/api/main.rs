@@ -15,7 +15,6 @@ mod health;
 mod integrity;
 mod isolation;
 mod proxy;
-mod redis_server;
 mod regions;
 mod secrets;
 mod shutdown;

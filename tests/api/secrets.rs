@@ -39,7 +39,7 @@ async fn no_secret_appears_anywhere_after_every_path_ran() {
         ("RUST_LOG", "debug".to_owned()),
         ("MAX_BODY_BYTES", "4096".to_owned()),
     ];
-    let mut gateway = GatewayProcess::spawn(&env);
+    let mut gateway = spawn_gateway(&env);
     let db = gateway.dir.path().join("gw.db");
     let client = reqwest::Client::new();
     let mut seen = String::new();

@@ -11,7 +11,7 @@ async fn sigterm_finishes_the_in_flight_request_then_exits() {
         delay_ms: 500,
         ..Default::default()
     });
-    let mut gateway = GatewayProcess::spawn(&[("RELAY_URL", stub.url())]);
+    let mut gateway = spawn_gateway(&[("RELAY_URL", stub.url())]);
     let client = client_with_key();
     let in_flight = tokio::spawn({
         let url = gateway.url("/v1/chat/completions");

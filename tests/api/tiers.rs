@@ -7,7 +7,7 @@ use edge_gateway::config::{Config, Secret};
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::redis_server::{RedisCluster, RedisServer};
+use crate::helpers::{RedisCluster, RedisServer};
 
 fn with_redis(url: String) -> impl FnOnce(&mut Config) {
     move |c| {
@@ -65,7 +65,7 @@ async fn a_second_instance_with_an_empty_l1_answers_from_redis() {
     // Promoted into B's L1.
     assert_eq!(tier_of(&b, "Do you ship abroad?").await.2, "l1");
     assert_eq!(b.stub.total_calls(), 0);
-    let keys = crate::redis_server::cli(redis.port, &["KEYS", "*"]);
+    let keys = crate::helpers::cli(redis.port, &["KEYS", "*"]);
     assert!(
         keys.starts_with("eg:v1:key-"),
         "prefixed, versioned key: {keys}"

@@ -1,13 +1,11 @@
 //! Real `redis-server` processes for tests: standalone, or a 3-master cluster made with
 //! `redis-cli --cluster create`. Each owns its ports and a temp dir; dropped, it is killed.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::helpers::DEADLINE;
+use crate::{free_cluster_port as free_port, wait_until};
 
 fn require(binary: &str) {
     let found = Command::new(binary)
@@ -21,19 +19,6 @@ fn require(binary: &str) {
     );
 }
 
-/// A free port whose cluster bus port (port + 10000) is in range too.
-fn free_port() -> u16 {
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
-    }
-}
-
 pub fn cli(port: u16, args: &[&str]) -> String {
     let output = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
@@ -41,14 +26,6 @@ pub fn cli(port: u16, args: &[&str]) -> String {
         .output()
         .expect("redis-cli runs");
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 pub struct RedisServer {
