@@ -51,6 +51,7 @@ pub mod metrics;
 pub mod paths;
 pub mod relay;
 pub mod request;
+pub mod semantic;
 pub mod server;
 pub mod state;
 pub mod strict_json;

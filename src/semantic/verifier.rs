@@ -1,0 +1,582 @@
+//! The semantic cache's last word: two questions whose embeddings are close may still
+//! ask different things, and an embedding barely moves for one word. Before a stored
+//! answer is served for a new question, the two must agree on everything an embedding
+//! glosses over:
+//!
+//! - **negation**: `not`, `never`, `can't`, 不, 没有, 别, ...;
+//! - **polarity**: one side of an opposite pair (`open`/`closed`, `turn on`/`turn off`,
+//!   `enable`/`disable`, 打开/关闭, 增加/减少, ...);
+//! - **numbers**: every run of digits (order numbers, amounts, dates, versions, codes with
+//!   letters such as `A1-42`) and Chinese numerals, compared as multisets;
+//! - **entities**: capitalized words not opening a sentence, and quoted names
+//!   (`"Pro plan"`, 「会员」), compared case-insensitively;
+//! - **scope**: `all`/`any`/`only`/`none`/`each`, `daily`/`per month`/..., 所有/只/每天/...
+//!
+//! Pure and conservative: any disagreement refuses (a refused paraphrase costs one relay
+//! call; a served trap is a wrong answer). English and Chinese are handled; other
+//! languages still get the number and entity checks.
+
+use std::collections::BTreeSet;
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Why a candidate was refused (a metric label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Negation,
+    Polarity,
+    Number,
+    Entity,
+    Scope,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Negation => "negation",
+            Self::Polarity => "polarity",
+            Self::Number => "number",
+            Self::Entity => "entity",
+            Self::Scope => "scope",
+        }
+    }
+}
+
+const NEGATIONS_EN: &[&str] = &[
+    "not",
+    "no",
+    "never",
+    "none",
+    "nothing",
+    "nobody",
+    "neither",
+    "nor",
+    "without",
+    "cannot",
+    "can't",
+    "cant",
+    "don't",
+    "dont",
+    "doesn't",
+    "doesnt",
+    "didn't",
+    "didnt",
+    "isn't",
+    "isnt",
+    "aren't",
+    "arent",
+    "wasn't",
+    "wasnt",
+    "weren't",
+    "won't",
+    "wont",
+    "wouldn't",
+    "shouldn't",
+    "couldn't",
+    "haven't",
+    "hasn't",
+    "hadn't",
+    "mustn't",
+];
+const NEGATIONS_ZH: &[&str] = &[
+    "不", "没", "沒", "别", "別", "未", "无", "無", "非", "莫", "勿",
+];
+
+/// Opposite pairs: a question using one side never matches one using the other (or
+/// neither). English entries are whole words or phrases; Chinese ones are substrings.
+const POLES_EN: &[(&str, &str)] = &[
+    ("open", "closed"),
+    ("open", "close"),
+    ("turn on", "turn off"),
+    ("switch on", "switch off"),
+    ("log in", "log out"),
+    ("sign in", "sign out"),
+    ("enable", "disable"),
+    ("activate", "deactivate"),
+    ("start", "stop"),
+    ("subscribe", "unsubscribe"),
+    ("add", "remove"),
+    ("increase", "decrease"),
+    ("upgrade", "downgrade"),
+    ("buy", "sell"),
+    ("import", "export"),
+    ("upload", "download"),
+    ("allow", "block"),
+    ("include", "exclude"),
+    ("before", "after"),
+    ("min", "max"),
+    ("minimum", "maximum"),
+    ("lock", "unlock"),
+    ("refund", "charge"),
+    ("cancel", "renew"),
+    ("cancel", "keep"),
+    ("accept", "reject"),
+    ("earliest", "latest"),
+    ("cheapest", "most expensive"),
+    ("inbound", "outbound"),
+    ("public", "private"),
+];
+const POLES_ZH: &[(&str, &str)] = &[
+    ("打开", "关闭"),
+    ("开启", "关闭"),
+    ("开通", "关闭"),
+    ("开", "关"),
+    ("登录", "退出"),
+    ("启用", "禁用"),
+    ("增加", "减少"),
+    ("提高", "降低"),
+    ("升级", "降级"),
+    ("买", "卖"),
+    ("购买", "出售"),
+    ("上传", "下载"),
+    ("导入", "导出"),
+    ("允许", "禁止"),
+    ("之前", "之后"),
+    ("以前", "以后"),
+    ("最早", "最晚"),
+    ("最多", "最少"),
+    ("最高", "最低"),
+    ("取消", "续订"),
+    ("退款", "扣款"),
+    ("收入", "支出"),
+    ("加入", "退出"),
+];
+
+const SCOPE_EN: &[&str] = &[
+    "all",
+    "any",
+    "only",
+    "every",
+    "each",
+    "some",
+    "most",
+    "both",
+    "either",
+    "entire",
+    "whole",
+    "daily",
+    "weekly",
+    "monthly",
+    "yearly",
+    "annual",
+    "annually",
+    "hourly",
+    "per day",
+    "per week",
+    "per month",
+    "per year",
+    "per hour",
+    "a day",
+    "a week",
+    "a month",
+    "a year",
+    "an hour",
+    "first",
+    "last",
+    "always",
+    "sometimes",
+    "once",
+    "twice",
+];
+const SCOPE_ZH: &[&str] = &[
+    "所有",
+    "全部",
+    "任何",
+    "只",
+    "仅",
+    "僅",
+    "每天",
+    "每日",
+    "每周",
+    "每週",
+    "每月",
+    "每年",
+    "每小时",
+    "每次",
+    "都",
+    "第一",
+    "最后",
+    "一次",
+    "两次",
+    "总是",
+    "有时",
+];
+
+/// Chinese numerals, read as digits so `三个` and `3个` compare alike.
+fn chinese_digit(c: char) -> Option<char> {
+    Some(match c {
+        '零' | '〇' => '0',
+        '一' | '壹' => '1',
+        '二' | '两' | '兩' | '贰' => '2',
+        '三' | '叁' => '3',
+        '四' | '肆' => '4',
+        '五' | '伍' => '5',
+        '六' | '陆' => '6',
+        '七' | '柒' => '7',
+        '八' | '捌' => '8',
+        '九' | '玖' => '9',
+        '十' | '拾' => 'T',
+        '百' | '佰' => 'H',
+        '千' | '仟' => 'K',
+        '万' | '萬' => 'W',
+        '亿' | '億' => 'Y',
+        _ => return None,
+    })
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF)
+}
+
+/// What the checks compare, extracted once per question.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Features {
+    negations: usize,
+    poles: BTreeSet<&'static str>,
+    numbers: Vec<String>,
+    entities: BTreeSet<String>,
+    scope: BTreeSet<&'static str>,
+}
+
+/// Lower-cased words (letters, digits, `'`, `-`), with a space on each side so whole
+/// words and phrases match with `contains(" word ")`.
+fn words(text: &str) -> String {
+    let mut out = String::from(" ");
+    for c in text.chars() {
+        if c.is_alphanumeric() && !is_cjk(c) || c == '\'' || c == '-' {
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(' ');
+        }
+    }
+    out.push(' ');
+    // Collapse runs of spaces so phrases match across punctuation.
+    let mut collapsed = String::with_capacity(out.len());
+    for c in out.chars() {
+        if !(c == ' ' && collapsed.ends_with(' ')) {
+            collapsed.push(c);
+        }
+    }
+    collapsed
+}
+
+fn has_word(words: &str, word: &str) -> bool {
+    words.contains(&format!(" {word} "))
+}
+
+impl Features {
+    pub fn of(question: &str) -> Self {
+        let text: String = question.nfkc().collect();
+        let lower = words(&text);
+        let negations = lower
+            .split(' ')
+            .filter(|w| NEGATIONS_EN.contains(w) || w.ends_with("n't"))
+            .count()
+            + NEGATIONS_ZH
+                .iter()
+                .map(|w| text.matches(w).count())
+                .sum::<usize>();
+        let poles_en = POLES_EN
+            .iter()
+            .flat_map(|(a, b)| [*a, *b])
+            .filter(|side| has_word(&lower, side));
+        let poles_zh = POLES_ZH
+            .iter()
+            .flat_map(|(a, b)| [*a, *b])
+            .filter(|side| text.contains(side));
+        let scope_en = SCOPE_EN.iter().copied().filter(|w| has_word(&lower, w));
+        let scope_zh = SCOPE_ZH.iter().copied().filter(|w| text.contains(w));
+        Self {
+            negations,
+            poles: poles_en.chain(poles_zh).collect(),
+            numbers: numbers(&text),
+            entities: entities(&text),
+            scope: scope_en.chain(scope_zh).collect(),
+        }
+    }
+}
+
+/// Every token holding a digit (with the letters and `-./:` glued to it, so `A1-42` and
+/// `2024-05-01` stay whole), and every run of Chinese numerals; sorted.
+fn numbers(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut current = String::new();
+    let mut has_digit = false;
+    let mut flush = |current: &mut String, has_digit: &mut bool| {
+        let token = current
+            .trim_matches(|c: char| !c.is_alphanumeric())
+            .to_lowercase();
+        if *has_digit && !token.is_empty() {
+            found.push(token);
+        }
+        current.clear();
+        *has_digit = false;
+    };
+    for c in text.chars() {
+        if let Some(d) = chinese_digit(c) {
+            if !current.is_empty() && !has_digit {
+                flush(&mut current, &mut has_digit);
+            }
+            current.push(d);
+            has_digit = true;
+        } else if c.is_ascii_alphanumeric()
+            || (matches!(c, '-' | '.' | ':' | '/' | ',') && !current.is_empty())
+        {
+            has_digit |= c.is_ascii_digit();
+            current.push(c);
+        } else {
+            flush(&mut current, &mut has_digit);
+        }
+    }
+    flush(&mut current, &mut has_digit);
+    found.sort();
+    found
+}
+
+/// Capitalized words that do not open a sentence, and quoted phrases; lower-cased.
+fn entities(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut sentence_start = true;
+    for raw in text.split_whitespace() {
+        let word = raw.trim_matches(|c: char| !c.is_alphanumeric());
+        let capitalized = word.chars().next().is_some_and(char::is_uppercase)
+            && word.chars().any(char::is_lowercase)
+            || word.len() > 1
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+                && word.chars().any(|c| c.is_ascii_uppercase());
+        if capitalized && !sentence_start && word != "I" {
+            found.insert(word.to_lowercase());
+        }
+        sentence_start = raw.ends_with(['.', '?', '!', '。', '？', '！']);
+    }
+    for (open, close) in [
+        ('"', '"'),
+        ('“', '”'),
+        ('「', '」'),
+        ('『', '』'),
+        ('《', '》'),
+        ('‘', '’'),
+    ] {
+        let mut rest = text;
+        while let Some(start) = rest.find(open) {
+            let after = &rest[start + open.len_utf8()..];
+            let Some(end) = after.find(close) else { break };
+            let quoted = after[..end].trim().to_lowercase();
+            if !quoted.is_empty() {
+                found.insert(quoted);
+            }
+            rest = &after[end + close.len_utf8()..];
+        }
+    }
+    found
+}
+
+/// Whether the stored answer to `stored` may be served for `asked`.
+pub fn verify(stored: &str, asked: &str) -> Result<(), Reason> {
+    let (a, b) = (Features::of(stored), Features::of(asked));
+    if (a.negations % 2) != (b.negations % 2) {
+        return Err(Reason::Negation);
+    }
+    if a.poles != b.poles {
+        return Err(Reason::Polarity);
+    }
+    if a.numbers != b.numbers {
+        return Err(Reason::Number);
+    }
+    if a.entities != b.entities {
+        return Err(Reason::Entity);
+    }
+    if a.scope != b.scope {
+        return Err(Reason::Scope);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (stored question, new question, expected verdict): paraphrases and typos pass,
+    /// every trap is refused for its reason.
+    const CASES: &[(&str, &str, Option<Reason>)] = &[
+        // A known false refusal: "open" is one side of a pair, "opening" is not a word of
+        // it. Refusing costs one relay call; the reverse would serve a wrong answer.
+        (
+            "What are your opening hours?",
+            "When are you open?",
+            Some(Reason::Polarity),
+        ),
+        // Same meaning: passes.
+        (
+            "What are your opening hours?",
+            "what r ur openng hours",
+            None,
+        ),
+        (
+            "How do I reset my password?",
+            "How can I reset my password",
+            None,
+        ),
+        (
+            "How do I reset my password?",
+            "Password reset - how do I do it?",
+            None,
+        ),
+        ("Do you ship to Canada?", "Can you ship to Canada?", None),
+        (
+            "How long does delivery take?",
+            "How long does shipping take?",
+            None,
+        ),
+        ("退货需要多久？", "退货要多长时间？", None),
+        ("怎么修改密码", "如何修改密码？", None),
+        // Negation.
+        (
+            "Is the store open on Sunday?",
+            "Is the store not open on Sunday?",
+            Some(Reason::Negation),
+        ),
+        (
+            "Can I return sale items?",
+            "Can't I return sale items?",
+            Some(Reason::Negation),
+        ),
+        ("可以退款吗？", "不可以退款吗？", Some(Reason::Negation)),
+        ("有发票吗", "没有发票吗", Some(Reason::Negation)),
+        // Polarity.
+        (
+            "Is the store open on Sunday?",
+            "Is the store closed on Sunday?",
+            Some(Reason::Polarity),
+        ),
+        (
+            "How do I turn on notifications?",
+            "How do I turn off notifications?",
+            Some(Reason::Polarity),
+        ),
+        (
+            "How do I enable two-factor login?",
+            "How do I disable two-factor login?",
+            Some(Reason::Polarity),
+        ),
+        (
+            "How do I upgrade my plan?",
+            "How do I downgrade my plan?",
+            Some(Reason::Polarity),
+        ),
+        ("怎么打开通知", "怎么关闭通知", Some(Reason::Polarity)),
+        ("如何增加额度", "如何减少额度", Some(Reason::Polarity)),
+        // Numbers, dates, amounts, identifiers.
+        (
+            "Where is order 48213?",
+            "Where is order 48231?",
+            Some(Reason::Number),
+        ),
+        (
+            "Is a $50 refund possible?",
+            "Is a $500 refund possible?",
+            Some(Reason::Number),
+        ),
+        (
+            "What happened on 2024-05-01?",
+            "What happened on 2024-05-02?",
+            Some(Reason::Number),
+        ),
+        (
+            "Error code A1-42 on login",
+            "Error code A1-43 on login",
+            Some(Reason::Number),
+        ),
+        (
+            "Can I bring 2 bags?",
+            "Can I bring 3 bags?",
+            Some(Reason::Number),
+        ),
+        ("能带三个包吗", "能带两个包吗", Some(Reason::Number)),
+        ("能带3个包吗", "能带三个包吗", None),
+        // Entities and products.
+        (
+            "Can I pay with PayPal?",
+            "Can I pay with Visa?",
+            Some(Reason::Entity),
+        ),
+        (
+            "Does the Pro plan include SSO?",
+            "Does the Team plan include SSO?",
+            Some(Reason::Entity),
+        ),
+        (
+            "Is the \"Basic\" tier free?",
+            "Is the \"Premium\" tier free?",
+            Some(Reason::Entity),
+        ),
+        (
+            "「会员」有什么权益",
+            "「商家」有什么权益",
+            Some(Reason::Entity),
+        ),
+        ("How do I connect Slack?", "How do I connect Slack", None),
+        // Scope.
+        (
+            "Are all items refundable?",
+            "Are only some items refundable?",
+            Some(Reason::Scope),
+        ),
+        (
+            "What is the limit per day?",
+            "What is the limit per month?",
+            Some(Reason::Scope),
+        ),
+        (
+            "Is it billed monthly?",
+            "Is it billed yearly?",
+            Some(Reason::Scope),
+        ),
+        (
+            "所有商品都能退吗",
+            "只有部分商品能退吗",
+            Some(Reason::Scope),
+        ),
+        ("每天限额多少", "每月限额多少", Some(Reason::Scope)),
+    ];
+
+    #[test]
+    fn the_table_of_cases() {
+        let mut wrong = Vec::new();
+        for (stored, asked, expected) in CASES {
+            let got = verify(stored, asked).err();
+            if got != *expected {
+                wrong.push(format!(
+                    "{stored:?} vs {asked:?}: expected {expected:?}, got {got:?}"
+                ));
+            }
+            // The verdict does not depend on which side was stored.
+            assert_eq!(
+                verify(asked, stored).is_ok(),
+                got.is_none(),
+                "{stored:?} / {asked:?} is not symmetric"
+            );
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn reasons_have_metric_labels() {
+        let labels: Vec<&str> = [
+            Reason::Negation,
+            Reason::Polarity,
+            Reason::Number,
+            Reason::Entity,
+            Reason::Scope,
+        ]
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+        assert_eq!(
+            labels,
+            ["negation", "polarity", "number", "entity", "scope"]
+        );
+    }
+}
