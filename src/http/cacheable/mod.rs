@@ -1,14 +1,14 @@
 //! The cacheable routes: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`.
 //!
-//! A request's life here, in order:
-//! 1. authenticate (namespace + which key the relay sees);
-//! 2. read the body under `MAX_BODY_BYTES` and validate it (a bad one never reaches the relay);
-//! 3. read the cache headers, compute the key;
-//! 4. unless `no-cache`/`no-store`: look up the tiers → hit, rendered as JSON or SSE;
-//! 5. on a miss, join the single-flight for the key: the leader calls the relay, the
-//!    followers wait and are served the leader's answer (`coalesced`);
-//! 6. the leader forwards the relay's answer as it arrives (streams chunk by chunk) and
-//!    stores it only when complete (a plain 200 that parses, a stream past `[DONE]`).
+//! A request's life here is `handle_inner`, one phase a function:
+//! 1. `authenticate` (namespace + which key the relay sees);
+//! 2. `read` the body under `MAX_BODY_BYTES` and the cache headers;
+//! 3. `fast_path`: bytes seen before are a hit without parsing;
+//! 4. `key`: validate (a bad body never reaches the relay) and compute the cache key;
+//! 5. unless `no-cache`/`no-store`: look up the tiers → hit, rendered as JSON or SSE;
+//! 6. `flight`: on a miss, the leader calls the relay (`miss`, `stream`), the followers
+//!    wait and are served the leader's answer (`coalesced`). The answer is forwarded as
+//!    it arrives and stored only when complete.
 
 use std::sync::Arc;
 
@@ -20,7 +20,9 @@ use bytes::Bytes;
 
 use crate::analytics::Outcome;
 use crate::auth::Caller;
-use crate::cache::{BufferedAnswer, CachedAnswer, FlightOutcome, Join, KnownRequest, Tier, wait};
+use crate::cache::{
+    BufferedAnswer, CachedAnswer, Fingerprint, FlightOutcome, Join, KnownRequest, Tier, wait,
+};
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::http::cache_control::CacheControls;
@@ -69,6 +71,22 @@ const HIT: HeaderValue = HeaderValue::from_static("hit");
 const MISS: HeaderValue = HeaderValue::from_static("miss");
 const BYPASS: HeaderValue = HeaderValue::from_static("bypass");
 
+/// What a request carries from phase to phase once its caller and body are known.
+struct Ctx {
+    state: AppState,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    caller: Caller,
+    controls: CacheControls,
+    /// The caller's namespace with its `x-cache-namespace` partition.
+    namespace: Arc<str>,
+    raw: Bytes,
+    fingerprint: Option<Fingerprint>,
+}
+
+/// The pipeline, one phase a line: authenticate → read → fast path → key → (bypass) →
+/// lookup → flight (leader: relay; follower: the leader's answer). The row is recorded
+/// once, by whoever holds `log` when the answer is complete.
 async fn handle_inner(
     state: AppState,
     endpoint: Endpoint,
@@ -76,39 +94,107 @@ async fn handle_inner(
     log: &mut RequestLog,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let caller: Caller = state.auth.authenticate(&parts.headers)?;
+    let caller = authenticate(&state, &parts.headers, log)?;
+    let cx = read(state, endpoint, parts.headers, caller, body, log).await?;
+    if let Some(hit) = fast_path(&cx, log).await {
+        return Ok(hit);
+    }
+    let (mut request, key) = key(&cx, log).await?;
+    let request_body = Arc::new(std::mem::take(&mut request.body));
+    if cx.controls.bypasses_lookup() {
+        cx.state.count(endpoint, "bypass");
+        log.tier = Outcome::Bypass;
+        let store = !cx.controls.no_store;
+        return cx
+            .miss(&request, request_body, key)
+            .run(store, None, BYPASS, log)
+            .await;
+    }
+    let shape = (request.stream, request.include_usage);
+    if let Some((answer, tier)) = cx.state.cache.get(&cx.namespace, &key).await {
+        return Ok(serve_hit(
+            &cx.state, endpoint, log, &answer, tier, shape, key,
+        ));
+    }
+    flight(&cx, &request, request_body, key, log).await
+}
+
+/// Who is calling (namespace, managed or not); rate-limited here unless only relay
+/// calls count.
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    log: &mut RequestLog,
+) -> Result<Caller, ApiError> {
+    let caller = state.auth.authenticate(headers)?;
     log.namespace = caller.namespace.clone();
     if !state.limits.exempt_cache_hits {
         state.rate_limit(&caller.namespace)?;
     }
-    let raw = crate::http::body::read_request_body(&state, &parts.headers, body).await?;
+    Ok(caller)
+}
+
+/// The body (under the size and time limits) and the cache headers.
+async fn read(
+    state: AppState,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    caller: Caller,
+    body: Body,
+    log: &mut RequestLog,
+) -> Result<Ctx, ApiError> {
+    let raw = crate::http::body::read_request_body(&state, &headers, body).await?;
     if state.config.privacy.log_payloads {
         tracing::info!(target: "edge_gateway::payload", namespace = %caller.namespace, body = %String::from_utf8_lossy(&raw[..raw.len().min(4096)]), "request payload (privacy.log_payloads)");
     }
-    let controls = CacheControls::from_headers(&parts.headers, &state.config.cache)?;
+    let controls = CacheControls::from_headers(&headers, &state.config.cache)?;
     let namespace = controls.namespace(
         &caller.namespace,
         state.config.cache.shared_namespace.as_deref(),
     );
     log.namespace = namespace.clone();
     let fingerprint = state.fast_path.fingerprint(endpoint, &namespace, &raw);
-    // Fast path: these exact bytes were parsed and keyed before.
-    if !controls.bypasses_lookup()
-        && let Some(known) = fingerprint.as_ref().and_then(|f| state.fast_path.get(f))
-        && let Some((answer, tier)) = state.cache.get(&namespace, &known.key).await
-    {
-        log.model = known.model.clone();
-        log.key = Some(known.key);
-        let shape = (known.stream, known.include_usage);
-        return Ok(serve_hit(
-            &state, endpoint, log, &answer, tier, shape, known.key,
-        ));
+    Ok(Ctx {
+        state,
+        endpoint,
+        headers,
+        caller,
+        controls,
+        namespace,
+        raw,
+        fingerprint,
+    })
+}
+
+/// A hit for bytes parsed and keyed before, without parsing them again.
+async fn fast_path(cx: &Ctx, log: &mut RequestLog) -> Option<Response> {
+    if cx.controls.bypasses_lookup() {
+        return None;
     }
-    let (mut request, key) = parse_and_key(&state, endpoint, &namespace, &raw).await?;
+    let known = cx.state.fast_path.get(cx.fingerprint.as_ref()?)?;
+    let (answer, tier) = cx.state.cache.get(&cx.namespace, &known.key).await?;
+    log.model = known.model.clone();
+    log.key = Some(known.key);
+    let shape = (known.stream, known.include_usage);
+    Some(serve_hit(
+        &cx.state,
+        cx.endpoint,
+        log,
+        &answer,
+        tier,
+        shape,
+        known.key,
+    ))
+}
+
+/// Validation (400s happen here, before the relay) and the cache key; remembered for
+/// the fast path.
+async fn key(cx: &Ctx, log: &mut RequestLog) -> Result<(CacheableRequest, CacheKey), ApiError> {
+    let (request, key) = parse_and_key(&cx.state, cx.endpoint, &cx.namespace, &cx.raw).await?;
     log.model = Arc::from(request.model.as_str());
     log.key = Some(key);
-    if let Some(fingerprint) = fingerprint {
-        state.fast_path.remember(
+    if let Some(fingerprint) = cx.fingerprint.clone() {
+        cx.state.fast_path.remember(
             fingerprint,
             KnownRequest {
                 key,
@@ -118,54 +204,37 @@ async fn handle_inner(
             },
         );
     }
+    Ok((request, key))
+}
 
-    // For a usage estimate, should the relay report none (misses only).
-    let request_body = Arc::new(std::mem::take(&mut request.body));
-    let miss = |state: AppState| Miss {
-        state,
-        caller: caller.namespace.clone(),
-        endpoint,
-        key,
-        namespace: namespace.clone(),
-        ttl: controls.ttl,
-        stream: request.stream,
-        include_usage: request.include_usage,
-        managed: caller.managed,
-        relay_headers: request_headers_for_relay(&parts.headers, caller.managed, true),
-        relay_body: if request.stream && !request.include_usage {
-            with_usage_requested(&request_body)
-        } else {
-            raw.clone()
-        },
-        request_body: request_body.clone(),
-    };
-
-    if controls.bypasses_lookup() {
-        state.count(endpoint, "bypass");
-        log.tier = Outcome::Bypass;
-        return miss(state.clone())
-            .run(!controls.no_store, None, BYPASS, log)
-            .await;
-    }
-    let shape = (request.stream, request.include_usage);
-    if let Some((answer, tier)) = state.cache.get(&namespace, &key).await {
-        return Ok(serve_hit(&state, endpoint, log, &answer, tier, shape, key));
-    }
+/// A miss joins the single flight for its key: the leader calls the relay; followers
+/// get the leader's answer (`coalesced`), or call the relay alone if it vanished.
+async fn flight(
+    cx: &Ctx,
+    request: &CacheableRequest,
+    request_body: Arc<serde_json::Map<String, serde_json::Value>>,
+    key: CacheKey,
+    log: &mut RequestLog,
+) -> Result<Response, ApiError> {
+    let (state, endpoint) = (&cx.state, cx.endpoint);
     log.tier = Outcome::Miss;
     match state.flights.join(key) {
         Join::Leader(guard) => {
             // A flight for this key may have finished between the lookup and the join.
-            if let Some((answer, tier)) = state.cache.get(&namespace, &key).await {
+            if let Some((answer, tier)) = state.cache.get(&cx.namespace, &key).await {
                 guard.complete(FlightOutcome::Answer(answer.clone()));
-                return Ok(serve_hit(&state, endpoint, log, &answer, tier, shape, key));
+                let shape = (request.stream, request.include_usage);
+                return Ok(serve_hit(state, endpoint, log, &answer, tier, shape, key));
             }
             state.count(endpoint, "miss");
-            miss(state.clone()).run(true, Some(guard), MISS, log).await
+            cx.miss(request, request_body, key)
+                .run(true, Some(guard), MISS, log)
+                .await
         }
         Join::Follower(slot) => match wait(slot).await {
             Some(FlightOutcome::Answer(answer)) => {
                 state.count(endpoint, "coalesced");
-                log.hit(&state, Outcome::Coalesced, answer.usage);
+                log.hit(state, Outcome::Coalesced, answer.usage);
                 Ok(hit(
                     &answer,
                     "coalesced",
@@ -177,7 +246,7 @@ async fn handle_inner(
             Some(FlightOutcome::Relayed(answer)) => {
                 state.count(endpoint, "coalesced");
                 log.tier = Outcome::Coalesced;
-                Ok(buffered_response(&answer, key, caller.managed))
+                Ok(buffered_response(&answer, key, cx.caller.managed))
             }
             Some(FlightOutcome::Failed(error)) => {
                 log.tier = Outcome::Coalesced;
@@ -186,9 +255,40 @@ async fn handle_inner(
             // The leader gave up without an outcome: call the relay alone.
             None => {
                 state.count(endpoint, "miss");
-                miss(state.clone()).run(true, None, MISS, log).await
+                cx.miss(request, request_body, key)
+                    .run(true, None, MISS, log)
+                    .await
             }
         },
+    }
+}
+
+impl Ctx {
+    /// Everything a relay call for this request needs.
+    fn miss(
+        &self,
+        request: &CacheableRequest,
+        request_body: Arc<serde_json::Map<String, serde_json::Value>>,
+        key: CacheKey,
+    ) -> Miss {
+        Miss {
+            state: self.state.clone(),
+            caller: self.caller.namespace.clone(),
+            endpoint: self.endpoint,
+            key,
+            namespace: self.namespace.clone(),
+            ttl: self.controls.ttl,
+            stream: request.stream,
+            include_usage: request.include_usage,
+            managed: self.caller.managed,
+            relay_headers: request_headers_for_relay(&self.headers, self.caller.managed, true),
+            relay_body: if request.stream && !request.include_usage {
+                with_usage_requested(&request_body)
+            } else {
+                self.raw.clone()
+            },
+            request_body,
+        }
     }
 }
 
