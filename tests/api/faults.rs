@@ -14,7 +14,6 @@ use relay_stub::{Behavior, RelayStub};
 use serde_json::Value;
 use tokio::sync::Barrier;
 
-use crate::helpers::RedisServer;
 use crate::helpers::*;
 
 /// What one request under load saw.
