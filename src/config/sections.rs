@@ -94,6 +94,10 @@ pub struct RelayConfig {
     /// paths under it). Tenants share the operator's relay account, so files, batches,
     /// assistants and the like stay closed unless listed here.
     pub forward_routes: Vec<String>,
+    /// Ask the relay for usage on every streamed miss (`stream_options.include_usage`),
+    /// stripping it for clients that did not ask. Off only for a relay that refuses the
+    /// option: its streams are then priced from the gateway's token estimate.
+    pub stream_usage: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -292,6 +296,7 @@ impl Default for RelayConfig {
             retry: RetryConfig::default(),
             health: HealthConfig::default(),
             forward_routes: vec!["/v1/models".into()],
+            stream_usage: true,
         }
     }
 }

@@ -282,7 +282,10 @@ impl Ctx {
             include_usage: request.include_usage,
             managed: self.caller.managed,
             relay_headers: request_headers_for_relay(&self.headers, self.caller.managed, true),
-            relay_body: if request.stream && !request.include_usage {
+            relay_body: if request.stream
+                && !request.include_usage
+                && self.state.config.relay.stream_usage
+            {
                 with_usage_requested(&request_body)
             } else {
                 self.raw.clone()

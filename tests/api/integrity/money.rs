@@ -34,3 +34,21 @@ async fn a_streamed_miss_without_include_usage_is_priced_and_its_hits_save() {
         "its hit saves"
     );
 }
+
+#[tokio::test]
+async fn with_stream_usage_off_the_relay_body_is_untouched_and_usage_is_estimated() {
+    let app = spawn_app_with(|c| c.relay.stream_usage = false).await;
+    let body = stream_body("Do you deliver on weekends?");
+    app.chat(&body).await.bytes().await.unwrap();
+    let sent: Value = serde_json::from_slice(&app.stub.last_body().unwrap()).unwrap();
+    assert!(sent.get("stream_options").is_none(), "{sent}");
+    app.state.analytics.writer.flush().await;
+    let db = app.dir.path().join("gateway.db");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM cache_events WHERE tier = 'miss' AND usage_estimated = 1 AND completion_tokens > 0"
+        ),
+        1
+    );
+}
