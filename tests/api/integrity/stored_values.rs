@@ -275,16 +275,17 @@ async fn a_relay_that_reports_no_usage_gets_estimated_and_marked_figures() {
     );
     let streamed = app.chat(&stream_body("Can I pay by invoice?")).await;
     streamed.bytes().await.unwrap();
-    app.state.analytics.writer.flush().await;
     let db = app.dir.path().join("gateway.db");
-    assert_eq!(
-        count(
+    // The streamed miss's row is written once its answer is complete and estimated.
+    eventually("plain and streamed misses priced from the estimate", || async {
+        app.state.analytics.writer.flush().await;
+        let rows = count(
             &db,
-            "SELECT count(*) FROM cache_events WHERE tier = 'miss' AND usage_estimated = 1 AND completion_tokens > 0 AND cost_usd > 0"
-        ),
-        2,
-        "plain and streamed misses are priced from the estimate"
-    );
+            "SELECT count(*) FROM cache_events WHERE tier = 'miss' AND usage_estimated = 1 AND completion_tokens > 0 AND cost_usd > 0",
+        );
+        (rows == 2).then_some(())
+    })
+    .await;
     assert_eq!(
         count(
             &db,
@@ -292,14 +293,15 @@ async fn a_relay_that_reports_no_usage_gets_estimated_and_marked_figures() {
         ),
         1
     );
-    app.state.cache.sqlite().flush().await;
-    assert_eq!(
-        count(
+    eventually("both entries stored with their estimate", || async {
+        app.state.cache.sqlite().flush().await;
+        let entries = count(
             &db,
-            "SELECT count(*) FROM cache_entries WHERE usage_estimated = 1"
-        ),
-        2
-    );
+            "SELECT count(*) FROM cache_entries WHERE usage_estimated = 1",
+        );
+        (entries == 2).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
