@@ -210,6 +210,8 @@ fn writer_report() {
         relay_region: None,
         cost_usd: 0.0,
         saved_usd: 0.000_083,
+        similarity: None,
+        embedding_cost_usd: 0.0,
     };
     let total: u64 = 300_000;
     let start = Instant::now();

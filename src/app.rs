@@ -57,6 +57,11 @@ impl App {
                 );
             }
         }
+        if let Some(semantic) = &state.semantic {
+            let loaded = semantic.load().await;
+            tracing::info!(entries = loaded, "semantic cache on");
+            semantic.spawn_background(background.clone());
+        }
         Ok(Self {
             listener,
             state,

@@ -148,8 +148,20 @@ fn purge(config: &Config, namespace: Option<&str>) -> ExitCode {
             .build()
             .map_err(|e| e.to_string())
             .and_then(|rt| {
-                rt.block_on(redis.purge(namespace))
-                    .map_err(|e| e.to_string())
+                rt.block_on(async {
+                    let deleted = redis.purge(namespace).await.map_err(|e| e.to_string())?;
+                    // Running instances forget their semantic entries of the namespace.
+                    if redis.try_recover().await {
+                        let at = edge_gateway::cache::now_ms();
+                        let max = config.semantic.max_entries;
+                        if let Err(e) =
+                            edge_gateway::semantic::publish_purge(&redis, namespace, at, max).await
+                        {
+                            eprintln!("redis: semantic purge not shared: {e}");
+                        }
+                    }
+                    Ok(deleted)
+                })
             });
         match result {
             Ok(n) => println!("redis: deleted {n} keys ({scope})"),

@@ -22,6 +22,7 @@ use crate::keying::KeyOptions;
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
+use crate::semantic::SemanticCache;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,8 @@ pub struct Shared {
     pub key_options: KeyOptions,
     pub analytics: Analytics,
     pub limits: RateLimits,
+    /// The semantic tier; `None` when it is off for every namespace.
+    pub semantic: Option<Arc<SemanticCache>>,
     /// `/v1/*` requests being served now (the in-flight limit).
     pub in_flight: AtomicUsize,
     /// `x-edge-region`, built once.
@@ -104,6 +107,15 @@ impl AppState {
             sqlite,
         )
         .with_entry_limit(config.cache.max_entry_bytes, metrics.cache_rejected.clone());
+        let semantic = SemanticCache::new(
+            &config.semantic,
+            relay.clone(),
+            cache.redis().cloned(),
+            cache.sqlite().clone(),
+            metrics.semantic.clone(),
+        )
+        .map_err(|e| StartError::Setup(e.to_string()))?
+        .map(Arc::new);
         let region: Arc<str> = Arc::from(config.edge_region.as_str());
         let analytics = Analytics {
             enabled: config.analytics.enabled,
@@ -136,6 +148,7 @@ impl AppState {
             key_options,
             analytics,
             limits,
+            semantic,
             in_flight: AtomicUsize::new(0),
             region_header,
             work: tokio_util::task::TaskTracker::new(),

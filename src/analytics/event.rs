@@ -12,6 +12,8 @@ pub enum Outcome {
     L1,
     Redis,
     Sqlite,
+    /// Served the answer of an earlier question that means the same.
+    Semantic,
     Coalesced,
     Miss,
     Bypass,
@@ -23,6 +25,7 @@ impl Outcome {
             Self::L1 => "l1",
             Self::Redis => "redis",
             Self::Sqlite => "sqlite",
+            Self::Semantic => "semantic",
             Self::Coalesced => "coalesced",
             Self::Miss => "miss",
             Self::Bypass => "bypass",
@@ -34,6 +37,7 @@ impl Outcome {
             "l1" => Self::L1,
             "redis" => Self::Redis,
             "sqlite" => Self::Sqlite,
+            "semantic" => Self::Semantic,
             "coalesced" => Self::Coalesced,
             "bypass" => Self::Bypass,
             _ => Self::Miss,
@@ -44,7 +48,7 @@ impl Outcome {
     pub fn is_hit(self) -> bool {
         matches!(
             self,
-            Self::L1 | Self::Redis | Self::Sqlite | Self::Coalesced
+            Self::L1 | Self::Redis | Self::Sqlite | Self::Semantic | Self::Coalesced
         )
     }
 }
@@ -67,4 +71,8 @@ pub struct CacheEvent {
     pub relay_region: Option<Arc<str>>,
     pub cost_usd: f64,
     pub saved_usd: f64,
+    /// Cosine similarity of a semantic hit's question to the one asked.
+    pub similarity: Option<f32>,
+    /// USD of the question's embedding at the relay (included in `cost_usd`).
+    pub embedding_cost_usd: f64,
 }

@@ -133,7 +133,7 @@ pub struct Report {
     pub total: Figures,
 }
 
-const HIT: &str = "tier IN ('l1', 'redis', 'sqlite', 'coalesced')";
+const HIT: &str = "tier IN ('l1', 'redis', 'sqlite', 'semantic', 'coalesced')";
 
 fn aggregate(
     conn: &Connection,

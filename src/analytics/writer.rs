@@ -245,13 +245,13 @@ fn count_batch(result: rusqlite::Result<()>, count: u64, counters: &Counters, fa
 
 /// Rows per INSERT statement: one statement step per 64 rows instead of per row.
 const ROWS_PER_STATEMENT: usize = 64;
-const COLUMNS: usize = 15;
+const COLUMNS: usize = 17;
 
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO cache_events (ts, region, endpoint, namespace, model, tier, status,
              key_hash, prompt_tokens, completion_tokens, latency_ms, relay_region,
-             cost_usd, saved_usd, usage_estimated) VALUES ",
+             cost_usd, saved_usd, usage_estimated, similarity, embedding_cost_usd) VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
@@ -309,6 +309,8 @@ fn insert(conn: &mut Connection, region: &str, events: &[CacheEvent]) -> rusqlit
             .collect();
         let relay_regions: Vec<Option<&str>> =
             chunk.iter().map(|e| e.relay_region.as_deref()).collect();
+        let similarities: Vec<Option<f64>> =
+            chunk.iter().map(|e| e.similarity.map(f64::from)).collect();
         let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * COLUMNS);
         for (i, e) in chunk.iter().enumerate() {
             let (t, n) = (&texts[i], &numbers[i]);
@@ -328,6 +330,8 @@ fn insert(conn: &mut Connection, region: &str, events: &[CacheEvent]) -> rusqlit
                 &e.cost_usd,
                 &e.saved_usd,
                 &n[4],
+                &similarities[i],
+                &e.embedding_cost_usd,
             ]);
         }
         stmt.execute(values.as_slice())?;

@@ -17,8 +17,8 @@ pub use fast_path::{FastPath, Fingerprint, KnownRequest};
 pub use flight::{BufferedAnswer, FlightGuard, FlightOutcome, Flights, Join, wait};
 pub use l1::L1Cache;
 pub use recorder::StreamRecorder;
-pub use redis::{RedisTier, RedisUnavailable};
-pub use sqlite::{SqliteTier, purge_entries};
+pub use redis::{RedisTier, RedisUnavailable, StreamRecord};
+pub use sqlite::{SemanticRow, SqliteTier, purge_entries, vector_bytes, vector_from_bytes};
 pub use tiered::{PurgeReport, Tier, TieredCache};
 
 /// Whether an entry of `entry_ns` belongs to `ns` (itself or one of its partitions).

@@ -216,6 +216,30 @@ pub const ENV: &[EnvVar] = &[
         }),
     },
     EnvVar {
+        name: "SEMANTIC_CACHE",
+        toml_key: "semantic.mode",
+        apply: Some(|c, v| {
+            c.semantic.mode = parsed("SEMANTIC_CACHE", v)?;
+            Ok(())
+        }),
+    },
+    EnvVar {
+        name: "SEMANTIC_THRESHOLD",
+        toml_key: "semantic.threshold",
+        apply: Some(|c, v| {
+            c.semantic.threshold = parsed("SEMANTIC_THRESHOLD", v)?;
+            Ok(())
+        }),
+    },
+    EnvVar {
+        name: "EMBEDDINGS_MODEL",
+        toml_key: "semantic.embedding_model",
+        apply: Some(|c, v| {
+            c.semantic.embedding_model = v.trim().to_owned();
+            Ok(())
+        }),
+    },
+    EnvVar {
         name: "RUST_LOG",
         toml_key: "log",
         apply: Some(|c, v| {

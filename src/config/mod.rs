@@ -56,6 +56,7 @@ pub struct Config {
     pub analytics: AnalyticsConfig,
     pub rate_limit: RateLimitConfig,
     pub privacy: PrivacyConfig,
+    pub semantic: SemanticConfig,
     /// Model name to USD per million input/output tokens; adds to and overrides the
     /// built-in table.
     pub pricing: BTreeMap<String, ModelPrice>,
@@ -80,6 +81,7 @@ impl Default for Config {
             analytics: AnalyticsConfig::default(),
             rate_limit: RateLimitConfig::default(),
             privacy: PrivacyConfig::default(),
+            semantic: SemanticConfig::default(),
             pricing: BTreeMap::new(),
             edge_region: "local".into(),
             admin_token: None,

@@ -184,6 +184,7 @@ impl Config {
                 "must be non-empty, without ':', '*', '?', '[' or spaces",
             ));
         }
+        self.check_semantic()?;
         if self.sqlite.path.as_os_str().is_empty() {
             return Err(invalid("SQLITE_PATH", "must not be empty"));
         }
@@ -247,6 +248,37 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| invalid("RUST_LOG", e.to_string()))?;
+        Ok(())
+    }
+}
+
+impl Config {
+    fn check_semantic(&self) -> Result<(), ConfigError> {
+        let s = &self.semantic;
+        if !(s.threshold > 0.0 && s.threshold <= 1.0) {
+            return Err(invalid(
+                "SEMANTIC_THRESHOLD",
+                format!("{}: must be in (0, 1]", s.threshold),
+            ));
+        }
+        if s.embedder.trim().is_empty() {
+            return Err(invalid(
+                "semantic.embedder",
+                "use \"relay\" or the path of a model directory",
+            ));
+        }
+        if s.embedding_model.trim().is_empty() {
+            return Err(invalid("EMBEDDINGS_MODEL", "must not be empty"));
+        }
+        if s.max_entries == 0 || s.candidates == 0 || s.max_text_chars == 0 {
+            return Err(invalid(
+                "semantic.max_entries",
+                "max_entries, candidates and max_text_chars must be at least 1",
+            ));
+        }
+        if s.share_poll_ms == 0 {
+            return Err(invalid("semantic.share_poll_ms", "must be at least 1"));
+        }
         Ok(())
     }
 }

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_usage_estimated.sql",
         include_str!("../../migrations/0003_usage_estimated.sql"),
     ),
+    (
+        4,
+        "0004_semantic.sql",
+        include_str!("../../migrations/0004_semantic.sql"),
+    ),
 ];
 
 /// Opens (creating if needed) the database with the pragmas every connection uses.

@@ -50,6 +50,10 @@ pub async fn purge(
     }
     let namespace = params.namespace.filter(|n| !n.is_empty());
     let report = state.cache.purge(namespace.as_deref()).await;
+    let semantic = match &state.semantic {
+        Some(semantic) => Some(semantic.purge(namespace.as_deref()).await),
+        None => None,
+    };
     tracing::info!(
         namespace = namespace.as_deref().unwrap_or("*"),
         complete = report.is_complete(),
@@ -62,7 +66,7 @@ pub async fn purge(
     };
     (
         status,
-        Json(json!({"namespace": namespace, "purged": report})),
+        Json(json!({"namespace": namespace, "purged": report, "semantic_entries": semantic})),
     )
         .into_response()
 }

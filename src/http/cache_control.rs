@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, header};
 
 use crate::config::CacheConfig;
 use crate::error::ApiError;
-use crate::http::{X_CACHE_NAMESPACE, X_CACHE_TTL};
+use crate::http::{X_CACHE_NAMESPACE, X_CACHE_SEMANTIC, X_CACHE_TTL};
 
 #[derive(Debug)]
 pub struct CacheControls {
@@ -18,6 +18,8 @@ pub struct CacheControls {
     pub no_store: bool,
     pub ttl: Duration,
     pub partition: Option<String>,
+    /// `x-cache-semantic: off`: exact tiers only for this request.
+    pub semantic_off: bool,
 }
 
 fn bad_header(name: &'static str, why: &str) -> ApiError {
@@ -86,7 +88,16 @@ impl CacheControls {
                 Some(name.to_owned())
             }
         };
+        let semantic_off = match headers.get(X_CACHE_SEMANTIC) {
+            None => false,
+            Some(v) => match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+                Ok("off") => true,
+                Ok("on") => false,
+                _ => return Err(bad_header("x-cache-semantic", "use on or off")),
+            },
+        };
         Ok(Self {
+            semantic_off,
             no_cache,
             no_store,
             ttl: Duration::from_secs(ttl),

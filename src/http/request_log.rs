@@ -25,6 +25,8 @@ pub struct RequestLog {
     pub relay_region: Option<Arc<str>>,
     pub cost_usd: f64,
     pub saved_usd: f64,
+    pub similarity: Option<f32>,
+    pub embedding_cost_usd: f64,
     /// Records the row when this log is dropped; `None` once the duty was handed over.
     recorder: Option<AppState>,
     /// Status sent to the client: 499 (client closed the request) until one is known.
@@ -49,6 +51,8 @@ impl RequestLog {
             relay_region: None,
             cost_usd: 0.0,
             saved_usd: 0.0,
+            similarity: None,
+            embedding_cost_usd: 0.0,
             recorder: Some(state.clone()),
             status: CLIENT_GONE,
             latency_ms: None,
@@ -69,6 +73,8 @@ impl RequestLog {
             relay_region: self.relay_region.clone(),
             cost_usd: self.cost_usd,
             saved_usd: self.saved_usd,
+            similarity: self.similarity,
+            embedding_cost_usd: self.embedding_cost_usd,
             recorder: self.recorder.take(),
             status: self.status,
             latency_ms: self.latency_ms,
@@ -95,10 +101,16 @@ impl RequestLog {
         self.saved_usd = state.price(&self.model, usage);
     }
 
-    /// A relay answer: its usage is what was spent.
+    /// A relay answer: its usage is what was spent (with the question's embedding).
     pub fn spent(&mut self, state: &AppState, usage: Usage) {
         self.usage = usage;
-        self.cost_usd = state.price(&self.model, usage);
+        self.cost_usd = self.embedding_cost_usd + state.price(&self.model, usage);
+    }
+
+    /// The question was embedded at the relay for the semantic tier, for `usd`.
+    pub fn embedded(&mut self, usd: f64) {
+        self.embedding_cost_usd += usd;
+        self.cost_usd += usd;
     }
 
     fn record(&self, state: &AppState) {
@@ -121,6 +133,8 @@ impl RequestLog {
                 relay_region: self.relay_region.clone(),
                 cost_usd: self.cost_usd,
                 saved_usd: self.saved_usd,
+                similarity: self.similarity,
+                embedding_cost_usd: self.embedding_cost_usd,
             },
         );
     }

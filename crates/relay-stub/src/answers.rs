@@ -88,9 +88,60 @@ pub fn completion_text(body: &Value) -> (String, u64) {
     (format!("Completion of: {prompt}"), words(&prompt).max(1))
 }
 
+/// Dimensions of the stub's embeddings.
+pub const EMBEDDING_DIMS: usize = 256;
+
+/// A deterministic bag-of-words embedding: each lower-cased word (each CJK character)
+/// adds a fixed pseudo-random ±1 vector, and the sum is normalized. Texts sharing most
+/// of their words are close (5 of 6 words shared: cosine ≈ 0.83), which is what tests
+/// of the semantic cache need: paraphrases near, traps near too (the verifier's job),
+/// unrelated questions far.
+pub fn bag_of_words_embedding(text: &str) -> Vec<f64> {
+    let mut sum = vec![0.0f64; EMBEDDING_DIMS];
+    let lower = text.to_lowercase();
+    let mut tokens: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for c in lower.chars() {
+        let cjk = matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF);
+        if c.is_alphanumeric() && !cjk {
+            word.push(c);
+            continue;
+        }
+        if !word.is_empty() {
+            tokens.push(std::mem::take(&mut word));
+        }
+        if cjk {
+            tokens.push(c.to_string());
+        }
+    }
+    if !word.is_empty() {
+        tokens.push(word);
+    }
+    for token in &tokens {
+        let mut state = token.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        for x in sum.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *x += if state & 1 == 0 { 1.0 } else { -1.0 };
+        }
+    }
+    let norm = sum.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm > 0.0 {
+        sum.iter_mut().for_each(|x| *x /= norm);
+    }
+    sum
+}
+
 pub fn embeddings(body: &Value, model: &str) -> Value {
     let inputs: Vec<String> = match body.get("input") {
-        Some(Value::Array(items)) => items.iter().map(|i| i.to_string()).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
         Some(other) => vec![other.to_string()],
         None => Vec::new(),
     };
@@ -100,13 +151,7 @@ pub fn embeddings(body: &Value, model: &str) -> Value {
         .enumerate()
         .map(|(i, text)| {
             tokens += words(text).max(1);
-            let seed = text
-                .bytes()
-                .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-            let vector: Vec<f64> = (0..8)
-                .map(|k| ((seed >> (k * 4)) & 0xff) as f64 / 255.0 - 0.5)
-                .collect();
-            json!({"object": "embedding", "index": i, "embedding": vector})
+            json!({"object": "embedding", "index": i, "embedding": bag_of_words_embedding(text)})
         })
         .collect();
     json!({

@@ -28,8 +28,10 @@ mod entries;
 mod purge;
 mod slots;
 mod stats;
+mod stream;
 
 use slots::SlotHealth;
+pub use stream::StreamRecord;
 
 #[derive(Clone)]
 enum Connection {

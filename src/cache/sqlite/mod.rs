@@ -21,7 +21,10 @@ use crate::db::{self, DbError, DbHealth, OpenedFile};
 use crate::endpoint::Endpoint;
 use crate::keying::CacheKey;
 
+mod semantic;
 mod writer;
+
+pub use semantic::{SemanticRow, vector_bytes, vector_from_bytes};
 
 use writer::{Shared, write_loop};
 
@@ -30,6 +33,7 @@ const BATCH: usize = 512;
 
 enum WriteOp {
     Put(CacheKey, Arc<CachedAnswer>),
+    Semantic(Box<SemanticRow>),
     Purge(Option<String>, oneshot::Sender<Result<usize, String>>),
     Flush(oneshot::Sender<()>),
 }
@@ -131,6 +135,12 @@ impl SqliteTier {
         }
     }
 
+    fn queue(&self, op: WriteOp) {
+        if self.writes.try_send(op).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn dropped_writes(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -202,6 +212,7 @@ fn read_entry(conn: &Connection, key: &CacheKey) -> rusqlite::Result<Option<Cach
 /// Deletes all entries, or those of `namespace` and its partitions. Used by the writer
 /// and by `edge-gateway cache purge`.
 pub fn purge_entries(conn: &Connection, namespace: Option<&str>) -> rusqlite::Result<usize> {
+    semantic::purge(conn, namespace)?;
     match namespace {
         None => conn.execute("DELETE FROM cache_entries", []),
         Some(ns) => conn.execute(

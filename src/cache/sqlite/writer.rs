@@ -133,6 +133,11 @@ pub(super) fn apply(conn: &mut Connection, batch: Vec<WriteOp>) -> rusqlite::Res
                     outcome = Err(e);
                 }
             }
+            WriteOp::Semantic(row) => {
+                if let Err(e) = super::semantic::insert(&tx, &row) {
+                    outcome = Err(e);
+                }
+            }
             WriteOp::Purge(ns, reply) => {
                 let r = purge_entries(&tx, ns.as_deref()).map_err(|e| e.to_string());
                 replies.push(Reply::Purge(reply, r));
@@ -206,5 +211,6 @@ pub(super) fn cleanup(conn: &Connection, max_bytes: u64) -> rusqlite::Result<Vec
     if !gone.is_empty() {
         tracing::debug!(removed = gone.len(), "sqlite cache cleanup");
     }
+    super::semantic::cleanup(conn)?;
     Ok(gone)
 }

@@ -41,6 +41,9 @@ pub(super) struct Miss {
     pub(super) relay_body: Bytes,
     /// The parsed request, to estimate usage when the relay reports none.
     pub(super) request_body: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// Set when the semantic tier is on and the request comparable: the stored answer
+    /// is also remembered by the meaning of its last user message.
+    pub(super) remember: Option<super::semantic::Remember>,
 }
 
 /// The body re-serialized with `stream_options.include_usage = true`.
@@ -282,7 +285,12 @@ impl Miss {
         answer: &Arc<CachedAnswer>,
     ) {
         match storable {
-            Ok(()) if store => self.state.cache.put(self.key, answer.clone()).await,
+            Ok(()) if store => {
+                self.state.cache.put(self.key, answer.clone()).await;
+                if let Some(remember) = &self.remember {
+                    remember.stored(self.key, answer);
+                }
+            }
             Ok(()) => {}
             Err(why) => {
                 self.state

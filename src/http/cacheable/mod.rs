@@ -33,6 +33,7 @@ use crate::relay::{request_headers_for_relay, response_headers_for_client};
 use crate::request::CacheableRequest;
 
 mod miss;
+mod semantic;
 mod stream;
 
 use crate::state::AppState;
@@ -226,10 +227,17 @@ async fn flight(
                 let shape = (request.stream, request.include_usage);
                 return Ok(serve_hit(state, endpoint, log, &answer, tier, shape, key));
             }
+            let remember = match semantic::lookup(cx, request, &request_body, log).await {
+                semantic::Looked::Hit(answer, response) => {
+                    guard.complete(FlightOutcome::Answer(answer));
+                    return Ok(response);
+                }
+                semantic::Looked::Miss(remember) => remember,
+            };
             state.count(endpoint, "miss");
-            cx.miss(request, request_body, key)
-                .run(true, Some(guard), MISS, log)
-                .await
+            let mut miss = cx.miss(request, request_body, key);
+            miss.remember = remember;
+            miss.run(true, Some(guard), MISS, log).await
         }
         Join::Follower(slot) => match wait(slot).await {
             Some(FlightOutcome::Answer(answer)) => {
@@ -291,6 +299,7 @@ impl Ctx {
                 self.raw.clone()
             },
             request_body,
+            remember: None,
         }
     }
 }
