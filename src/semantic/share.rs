@@ -150,6 +150,9 @@ impl SemanticCache {
                 }
                 after = Some(id.clone());
             }
+            if !records.is_empty() {
+                self.metrics.entries.set(self.index.len() as i64);
+            }
             if full {
                 continue;
             }

@@ -17,6 +17,7 @@ mod isolation;
 mod proxy;
 mod regions;
 mod secrets;
+mod semantic;
 mod shutdown;
 mod streaming;
 mod structure;
