@@ -404,7 +404,8 @@ fn index_and_lookup(m2v: &PathBuf) {
         t.sort();
     }
     println!(
-        "\n### Index: {n} entries in one partition, 384-dim (distilled MiniLM), 2,000 reworded queries\n"
+        "\n### Index: {n} entries in one partition, {}-dim (distilled MiniLM), 2,000 reworded queries\n",
+        model.dim()
     );
     println!(
         "graph built by inserting one at a time (the first {GRAPH_FROM} exact, then HNSW): {:.1} s; embedding one question locally: {:.1} µs\n",

@@ -14,6 +14,9 @@
 //!   and the tiers: L1 (moka), Redis (standalone/Cluster, breaker), SQLite (durable).
 //! - [`relay`]: the upstream client: regions by weight and latency, breakers with panic
 //!   mode, key pools, retries, connect / first-byte / idle timeouts, path containment.
+//! - [`semantic`]: the opt-in semantic tier: partition (everything but the last user
+//!   message), embedder (relay or local model2vec), index (exact, then HNSW), verifier,
+//!   sharing through a Redis Stream and SQLite.
 //! - [`analytics`]: `cache_events` rows, pricing, global counters, reports.
 //! - [`db`]: the SQLite file and its embedded migrations.
 //! - [`error`]: `ApiError`, the one OpenAI-shaped error a client can see.
@@ -24,8 +27,9 @@
 //! Module arrows point one way (tests/api/structure.rs checks there is no cycle):
 //!
 //! ```text
-//! app ──► http ──► state ──► analytics, cache, relay, auth, limits
+//! app ──► http ──► state ──► analytics, cache, relay, auth, limits, semantic
 //!  │        │        analytics ──► cache, db, metrics      cache ──► db, keying, usage
+//!  │        │        semantic ──► cache, relay, keying, metrics, config
 //!  └► server └► request, keying, tokens   relay ──► metrics, paths, config
 //! leaves: clock, usage, paths, metrics, endpoint, error, strict_json, batch
 //! config ──► paths only; db ──► clock only
@@ -35,8 +39,9 @@
 //! `x-edge-region`) → `auth` → body read under `MAX_BODY_BYTES` →
 //! `request::CacheableRequest::parse` → cache headers → `keying::cache_key` →
 //! `cache::TieredCache::get` (L1 → Redis → SQLite) → on a miss, `cache::Flights` (one
-//! relay call per key) → `relay` → answer forwarded as it arrives, recorded, stored when
-//! complete → one `analytics::CacheEvent` queued for the writer thread.
+//! relay call per key) → the leader's `semantic` lookup (when on) → `relay` → answer
+//! forwarded as it arrives, recorded, stored when complete (and remembered by meaning)
+//! → one `analytics::CacheEvent` queued for the writer thread.
 
 pub mod app;
 pub mod auth;

@@ -148,6 +148,7 @@ def distill(model_dir, out):
         out_rows = model.encode(model.inputs(ids)).mean(1)
         for (_, i), row in zip(batch, out_rows):
             rows[i] = row
+    rows = post_process(rows)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file({"embeddings": rows}, str(out / "model.safetensors"))
@@ -156,11 +157,33 @@ def distill(model_dir, out):
     print(f"distilled {len(vocab)} tokens to {out}")
 
 
+def post_process(rows, dims=256):
+    """What model2vec does after embedding the vocabulary: PCA (centering removes the
+    direction every token shares, which otherwise makes every sentence look alike) and
+    Zipf weighting (a token's weight grows with the log of its rank, BERT's vocabulary
+    being roughly in frequency order, so "how", "do", "my" weigh less than "password")."""
+    used = np.abs(rows).sum(1) > 0
+    centered = rows - rows[used].mean(0)
+    _, _, vt = np.linalg.svd(centered[used], full_matrices=False)
+    reduced = centered @ vt[:dims].T
+    reduced *= np.log(np.arange(len(rows)) + 2.0)[:, None]
+    reduced[~used] = 0.0
+    return reduced.astype(np.float32)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]), sys.argv[3])
     elif sys.argv[1] == "distill":
         distill(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "post-process":
+        # Re-run only the post-processing on an unprocessed table: IN OUT.
+        src, dst = Path(sys.argv[2]), Path(sys.argv[3])
+        dst.mkdir(parents=True, exist_ok=True)
+        save_file({"embeddings": post_process(load_file(str(src / "model.safetensors"))["embeddings"])},
+                  str(dst / "model.safetensors"))
+        for name in ("tokenizer.json", "config.json"):
+            (dst / name).write_text((src / name).read_text())
     elif sys.argv[1] == "embed":
         m = MiniLM(sys.argv[2])
         a, b = m.embed(sys.argv[3]), m.embed(sys.argv[4])

@@ -395,7 +395,7 @@ impl Default for SemanticConfig {
         Self {
             mode: SemanticMode::Off,
             namespaces: BTreeMap::new(),
-            threshold: 0.9,
+            threshold: 0.85,
             embedder: "relay".into(),
             embedding_model: "text-embedding-3-small".into(),
             max_entries: 100_000,

@@ -67,6 +67,8 @@ pub(super) const POLES_EN: &[(&str, &str)] = &[
     ("min", "max"),
     ("minimum", "maximum"),
     ("lock", "unlock"),
+    ("show", "hide"),
+    ("visible", "hidden"),
     ("refund", "charge"),
     ("cancel", "renew"),
     ("cancel", "keep"),
@@ -183,3 +185,18 @@ pub(super) fn chinese_digit(c: char) -> Option<char> {
         _ => return None,
     })
 }
+
+/// Prefixes that make a word its opposite (`compatible` → `incompatible`).
+pub(super) const NEGATING_PREFIXES: &[&str] =
+    &["un", "in", "im", "ir", "il", "dis", "non", "non-", "de"];
+
+/// Chinese characters that carry no content of their own in a support question:
+/// question words, particles, pronouns, modal verbs and the words of "how long".
+pub(super) const CJK_FUNCTION: &[char] = &[
+    '怎', '么', '麼', '如', '何', '样', '樣', '咋', '吗', '嗎', '呢', '吧', '啊', '呀', '么', '的',
+    '了', '是', '有', '在', '和', '与', '與', '或', '就', '才', '还', '還', '也', '都', '我', '你',
+    '您', '他', '她', '它', '们', '們', '这', '這', '那', '哪', '些', '个', '個', '请', '請', '问',
+    '問', '想', '要', '需', '得', '能', '可', '以', '会', '會', '够', '夠', '用', '把', '被', '给',
+    '給', '让', '讓', '从', '從', '到', '对', '對', '多', '少', '长', '長', '久', '时', '時', '间',
+    '間', '什', '几', '幾', '吗', '嘛',
+];

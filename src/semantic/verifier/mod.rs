@@ -10,7 +10,15 @@
 //!   letters such as `A1-42`) and Chinese numerals, compared as multisets;
 //! - **entities**: capitalized words not opening a sentence, and quoted names
 //!   (`"Pro plan"`, 「会员」), compared case-insensitively;
-//! - **scope**: `all`/`any`/`only`/`none`/`each`, `daily`/`per month`/..., 所有/只/每天/...
+//! - **scope**: `all`/`any`/`only`/`none`/`each`, `daily`/`per month`/..., 所有/只/每天/...,
+//!   and the unit after `per` (`per user` vs `per team`);
+//! - **opposites by prefix**: `compatible`/`incompatible`, `connect`/`disconnect`,
+//!   `available`/`unavailable` (a word and the same word with `un`, `in`, `dis`, ...);
+//! - **content** (Chinese): each question naming characters the other lacks (a
+//!   substitution such as 密码 → 路由器) is refused; function characters (怎么, 如何,
+//!   吗, 需要, ...) do not count. Measured: English-only embedding models read unknown
+//!   Chinese characters as the same `[UNK]`, so this is what stops 怎么重置密码 from
+//!   being served the answer to 怎么重置路由器 (bench/RESULTS.md).
 //!
 //! Pure and conservative: any disagreement refuses (a refused paraphrase costs one relay
 //! call; a served trap is a wrong answer). English and Chinese are handled; other
@@ -22,7 +30,10 @@ use unicode_normalization::UnicodeNormalization;
 
 mod lexicon;
 
-use lexicon::{NEGATIONS_EN, NEGATIONS_ZH, POLES_EN, POLES_ZH, SCOPE_EN, SCOPE_ZH, chinese_digit};
+use lexicon::{
+    CJK_FUNCTION, NEGATING_PREFIXES, NEGATIONS_EN, NEGATIONS_ZH, POLES_EN, POLES_ZH, SCOPE_EN,
+    SCOPE_ZH, chinese_digit,
+};
 
 /// Why a candidate was refused (a metric label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +43,8 @@ pub enum Reason {
     Number,
     Entity,
     Scope,
+    /// Chinese: the questions name different things (characters substituted).
+    Content,
 }
 
 impl Reason {
@@ -42,6 +55,7 @@ impl Reason {
             Self::Number => "number",
             Self::Entity => "entity",
             Self::Scope => "scope",
+            Self::Content => "content",
         }
     }
 }
@@ -58,6 +72,12 @@ pub struct Features {
     numbers: Vec<String>,
     entities: BTreeSet<String>,
     scope: BTreeSet<&'static str>,
+    /// Units after `per` (`per user`).
+    units: BTreeSet<String>,
+    /// Distinct words (English), for opposites made with a prefix.
+    words: BTreeSet<String>,
+    /// Chinese characters that carry content (function characters left out).
+    cjk: BTreeSet<char>,
 }
 
 /// Lower-cased words (letters, digits, `'`, `-`), with a space on each side so whole
@@ -108,7 +128,20 @@ impl Features {
             .filter(|side| text.contains(side));
         let scope_en = SCOPE_EN.iter().copied().filter(|w| has_word(&lower, w));
         let scope_zh = SCOPE_ZH.iter().copied().filter(|w| text.contains(w));
+        let tokens: Vec<&str> = lower.split(' ').filter(|w| !w.is_empty()).collect();
+        let units = tokens
+            .windows(2)
+            .filter(|w| w[0] == "per")
+            .map(|w| w[1].to_owned())
+            .collect();
+        let cjk = text
+            .chars()
+            .filter(|c| is_cjk(*c) && !CJK_FUNCTION.contains(c) && chinese_digit(*c).is_none())
+            .collect();
         Self {
+            units,
+            words: tokens.iter().map(|w| (*w).to_owned()).collect(),
+            cjk,
             negations,
             poles: poles_en.chain(poles_zh).collect(),
             numbers: numbers(&text),
@@ -210,10 +243,26 @@ pub fn verify(stored: &str, asked: &str) -> Result<(), Reason> {
     if a.entities != b.entities {
         return Err(Reason::Entity);
     }
-    if a.scope != b.scope {
+    if a.scope != b.scope || a.units != b.units {
         return Err(Reason::Scope);
     }
+    if opposite_by_prefix(&a.words, &b.words) || opposite_by_prefix(&b.words, &a.words) {
+        return Err(Reason::Polarity);
+    }
+    if !a.cjk.is_subset(&b.cjk) && !b.cjk.is_subset(&a.cjk) {
+        return Err(Reason::Content);
+    }
     Ok(())
+}
+
+/// Whether a word only `a` has appears in `b` with a negating prefix (`compatible` /
+/// `incompatible`).
+fn opposite_by_prefix(a: &BTreeSet<String>, b: &BTreeSet<String>) -> bool {
+    a.difference(b).filter(|w| w.len() >= 4).any(|word| {
+        NEGATING_PREFIXES
+            .iter()
+            .any(|prefix| b.contains(&format!("{prefix}{word}")))
+    })
 }
 
 #[cfg(test)]
@@ -362,6 +411,39 @@ mod tests {
             Some(Reason::Scope),
         ),
         ("每天限额多少", "每月限额多少", Some(Reason::Scope)),
+        (
+            "Is the limit 10 GB per user?",
+            "Is the limit 10 GB per team?",
+            Some(Reason::Scope),
+        ),
+        // Opposites made with a prefix.
+        (
+            "Is the software compatible with Windows?",
+            "Is the software incompatible with Windows?",
+            Some(Reason::Polarity),
+        ),
+        (
+            "How do I connect my bank account?",
+            "How do I disconnect my bank account?",
+            Some(Reason::Polarity),
+        ),
+        (
+            "Is the item available in blue?",
+            "Is the item unavailable in blue?",
+            Some(Reason::Polarity),
+        ),
+        (
+            "How do I show hidden files?",
+            "How do I hide files?",
+            Some(Reason::Polarity),
+        ),
+        // Chinese content: a substituted thing is refused, rewording is not.
+        ("怎么重置密码？", "怎么重置路由器？", Some(Reason::Content)),
+        ("怎么取消订阅？", "怎么取消订单？", Some(Reason::Content)),
+        ("怎么重置密码？", "密码怎么重置？", None),
+        ("发货需要多长时间？", "发货要多久？", None),
+        ("可以退货吗？", "能退货吗？", None),
+        ("退款多久到账？", "退款要多久才能到账？", None),
     ];
 
     #[test]
@@ -392,13 +474,16 @@ mod tests {
             Reason::Number,
             Reason::Entity,
             Reason::Scope,
+            Reason::Content,
         ]
         .iter()
         .map(|r| r.as_str())
         .collect();
         assert_eq!(
             labels,
-            ["negation", "polarity", "number", "entity", "scope"]
+            [
+                "negation", "polarity", "number", "entity", "scope", "content"
+            ]
         );
     }
 }
