@@ -70,4 +70,15 @@ pub struct AnalyticsArgs {
     /// All regions' figures from the shared Redis counters instead of the local table.
     #[arg(long)]
     pub global: bool,
+    /// The semantic cache's shadow-mode report: per threshold, would-be hits, dollars
+    /// and disagreements with the fresh answers, and a suggested threshold.
+    #[arg(long, conflicts_with_all = ["global", "group_by"])]
+    pub semantic: bool,
+    /// With --semantic: the disagreement rate the suggested threshold must stay under.
+    #[arg(long, default_value_t = 0.02, requires = "semantic")]
+    pub max_disagreement: f64,
+    /// With --semantic: answers of non-deterministic requests agree when their
+    /// embeddings are at least this similar.
+    #[arg(long, default_value_t = 0.85, requires = "semantic")]
+    pub answer_agreement: f32,
 }

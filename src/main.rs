@@ -45,6 +45,34 @@ fn analytics(config: &Config, args: &AnalyticsArgs) -> ExitCode {
     if args.global {
         return global_analytics(config, &request, args.format);
     }
+    if args.semantic {
+        let agreement = edge_gateway::analytics::Agreement {
+            min_answer_similarity: args.answer_agreement,
+            max_disagreement: args.max_disagreement,
+        };
+        return match report::shadow_report(
+            &config.sqlite.path,
+            request.since_ms,
+            request.until_ms,
+            agreement,
+        ) {
+            Ok(report) => {
+                match args.format {
+                    Format::Table => print!("{}", report.to_table()),
+                    Format::Csv => print!("{}", report.to_csv()),
+                    Format::Json => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    ),
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edge-gateway analytics --semantic: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match report::local_report(&config.sqlite.path, &request) {
         Ok(report) => {
             match args.format {

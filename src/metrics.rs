@@ -358,6 +358,9 @@ pub struct SemanticMetrics {
     pub entries: IntGauge,
     /// Entries and purges sent to / taken from other regions (`direction`).
     pub shared: IntCounterVec,
+    /// Shadow mode: would-be hits judged against the fresh answer (`outcome`: agree,
+    /// disagree, refused by the verifier).
+    pub shadow: IntCounterVec,
 }
 
 impl SemanticMetrics {
@@ -392,6 +395,14 @@ impl SemanticMetrics {
             .expect("valid metric"),
             entries: IntGauge::new("semantic_entries", "Entries in the semantic index")
                 .expect("valid metric"),
+            shadow: IntCounterVec::new(
+                Opts::new(
+                    "semantic_shadow_total",
+                    "Shadow mode: would-be semantic hits by how they compared with the fresh answer",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
             shared: IntCounterVec::new(
                 Opts::new(
                     "semantic_shared_total",
@@ -408,6 +419,7 @@ impl SemanticMetrics {
             Box::new(metrics.embedding_cost_usd.clone()),
             Box::new(metrics.entries.clone()),
             Box::new(metrics.shared.clone()),
+            Box::new(metrics.shadow.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }

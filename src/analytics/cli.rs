@@ -46,6 +46,23 @@ pub fn local_report(path: &Path, request: &Request) -> Result<Report, String> {
         .map_err(|e| format!("analytics query failed: {e}"))
 }
 
+/// The semantic shadow-mode report from the local SQLite table.
+pub fn shadow_report(
+    path: &Path,
+    since_ms: u64,
+    until_ms: u64,
+    agreement: super::shadow::Agreement,
+) -> Result<super::shadow::ShadowReport, String> {
+    if !(0.0..=1.0).contains(&agreement.max_disagreement)
+        || !(0.0..=1.0).contains(&agreement.min_answer_similarity)
+    {
+        return Err("--max-disagreement and --answer-agreement are between 0 and 1".into());
+    }
+    let conn = crate::db::open_migrated(path).map_err(|e| e.to_string())?;
+    super::shadow::report(&conn, since_ms, until_ms, agreement)
+        .map_err(|e| format!("semantic report failed: {e}"))
+}
+
 #[derive(Debug, Serialize)]
 pub struct GlobalRow {
     pub region: String,

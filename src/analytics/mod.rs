@@ -8,6 +8,7 @@ mod event;
 mod global;
 mod pricing;
 pub mod query;
+pub mod shadow;
 mod writer;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ pub use crate::config::ModelPrice;
 pub use event::{CacheEvent, Outcome};
 pub use global::{Counts, GlobalCounters, read_global};
 pub use pricing::{Known, Pricing};
+pub use shadow::{Agreement, ShadowReport, ShadowRow};
 pub use writer::{AnalyticsWriter, QUEUE_CAPACITY, prune};
 
 use crate::metrics::Metrics;

@@ -24,6 +24,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
 enum Op {
     Event(Box<CacheEvent>),
+    Shadow(Box<super::shadow::ShadowRow>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -118,6 +119,13 @@ impl AnalyticsWriter {
         }
     }
 
+    /// Queues one semantic shadow row without blocking (a full queue drops it, counted).
+    pub fn record_shadow(&self, row: super::shadow::ShadowRow) {
+        if self.queue.try_send(Op::Shadow(Box::new(row))).is_err() {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Waits until every event queued before this call is committed.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
@@ -172,10 +180,12 @@ impl WriterState {
 
     fn handle(&mut self, ops: Vec<Op>) {
         let mut events = Vec::with_capacity(ops.len());
+        let mut shadows = Vec::new();
         let mut flushes = Vec::new();
         for op in ops {
             match op {
                 Op::Event(e) => events.push(*e),
+                Op::Shadow(row) => shadows.push(*row),
                 Op::Flush(reply) => flushes.push(reply),
             }
         }
@@ -185,6 +195,9 @@ impl WriterState {
         if ok.is_err() && self.file.reopen().is_ok() {
             // A reopened connection may succeed where the old one failed.
             ok = insert(&mut self.file.conn, &self.region, &events);
+        }
+        if let Err(e) = super::shadow::insert(&mut self.file.conn, &self.region, &shadows) {
+            tracing::warn!(error = %e, rows = shadows.len(), "semantic shadow rows not written");
         }
         self.health.report(Writer::Analytics, ok.is_ok());
         count_batch(ok, events.len() as u64, &self.counters, &mut self.failing);
@@ -342,5 +355,6 @@ fn insert(conn: &mut Connection, region: &str, events: &[CacheEvent]) -> rusqlit
 /// Deletes rows older than `days`; returns how many.
 pub fn prune(conn: &Connection, days: u32) -> rusqlite::Result<usize> {
     let cutoff = now_ms().saturating_sub(u64::from(days) * 86_400_000);
+    super::shadow::prune(conn, cutoff)?;
     conn.execute("DELETE FROM cache_events WHERE ts < ?1", [cutoff as i64])
 }

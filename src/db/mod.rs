@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_semantic.sql",
         include_str!("../../migrations/0004_semantic.sql"),
     ),
+    (
+        5,
+        "0005_semantic_shadow.sql",
+        include_str!("../../migrations/0005_semantic_shadow.sql"),
+    ),
 ];
 
 /// Opens (creating if needed) the database with the pragmas every connection uses.

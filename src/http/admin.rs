@@ -78,6 +78,11 @@ pub struct AnalyticsParams {
     group_by: Option<String>,
     #[serde(default)]
     global: bool,
+    /// The semantic shadow-mode report instead (`max_disagreement`, `answer_agreement`).
+    #[serde(default)]
+    semantic: bool,
+    max_disagreement: Option<f64>,
+    answer_agreement: Option<f32>,
 }
 
 /// The `analytics` command's figures as JSON.
@@ -120,6 +125,25 @@ pub async fn analytics(
     // Rows still queued are part of the answer.
     state.analytics.writer.flush().await;
     let path = state.config.sqlite.path.clone();
+    if params.semantic {
+        let defaults = crate::analytics::Agreement::default();
+        let agreement = crate::analytics::Agreement {
+            min_answer_similarity: params
+                .answer_agreement
+                .unwrap_or(defaults.min_answer_similarity),
+            max_disagreement: params.max_disagreement.unwrap_or(defaults.max_disagreement),
+        };
+        let (since, until) = (request.since_ms, request.until_ms);
+        return match tokio::task::spawn_blocking(move || {
+            crate::analytics::cli::shadow_report(&path, since, until, agreement)
+        })
+        .await
+        {
+            Ok(Ok(report)) => Json(report).into_response(),
+            Ok(Err(e)) => ApiError::invalid(e, Some("max_disagreement")).into_response(),
+            Err(e) => ApiError::Internal(e.to_string()).into_response(),
+        };
+    }
     match tokio::task::spawn_blocking(move || crate::analytics::cli::local_report(&path, &request))
         .await
     {

@@ -128,9 +128,13 @@ impl SemanticCache {
         Ok(embedded)
     }
 
-    /// Entries of the partition at or above the threshold, most similar first.
-    pub fn candidates(&self, partition: &CacheKey, vector: &[f32]) -> Vec<Candidate> {
-        let threshold = self.config.threshold;
+    pub fn threshold(&self) -> f32 {
+        self.config.threshold
+    }
+
+    /// Entries of the partition at or above `floor`, most similar first.
+    pub fn candidates(&self, partition: &CacheKey, vector: &[f32], floor: f32) -> Vec<Candidate> {
+        let threshold = floor;
         let mut found = self
             .index
             .search(partition, vector, self.config.candidates, now_ms());

@@ -131,7 +131,7 @@ impl Miss {
     /// One relay call for the flight: the answer goes to the client, to the cache when
     /// storable, and (once, at the end) to every follower.
     async fn call(
-        self,
+        mut self,
         store: bool,
         guard: Option<FlightGuard>,
         x_cache: HeaderValue,
@@ -190,7 +190,7 @@ impl Miss {
     /// sent and never stored; a 200 that is not JSON at all is a broken response.
     #[allow(clippy::too_many_arguments)]
     async fn conclude(
-        &self,
+        &mut self,
         status: StatusCode,
         headers: HeaderMap,
         body: Bytes,
@@ -279,7 +279,7 @@ impl Miss {
 
     /// Stores a complete answer when the request allows it and the answer may be stored.
     pub(super) async fn store(
-        &self,
+        &mut self,
         store: bool,
         storable: Result<(), NotCacheable>,
         answer: &Arc<CachedAnswer>,
@@ -287,8 +287,9 @@ impl Miss {
         match storable {
             Ok(()) if store => {
                 self.state.cache.put(self.key, answer.clone()).await;
-                if let Some(remember) = &self.remember {
+                if let Some(remember) = &mut self.remember {
                     remember.stored(self.key, answer);
+                    remember.judge(answer);
                 }
             }
             Ok(()) => {}

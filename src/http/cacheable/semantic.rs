@@ -5,29 +5,45 @@
 
 use std::sync::Arc;
 
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 
 use super::{Ctx, hit};
-use crate::analytics::Outcome;
-use crate::cache::{CachedAnswer, Usage};
+use crate::analytics::{Agreement, AnalyticsWriter, Outcome, ShadowRow};
+use crate::cache::{CachedAnswer, Usage, now_ms};
 use crate::config::SemanticMode;
 use crate::http::X_CACHE_SIMILARITY;
 use crate::http::request_log::RequestLog;
 use crate::keying::CacheKey;
 use crate::relay::request_headers_for_relay;
 use crate::request::CacheableRequest;
-use crate::semantic::{Probe, SemanticCache};
+use crate::semantic::{Candidate, Probe, SemanticCache};
+
+/// Shadow mode: candidates from this similarity up are recorded, so the report's curve
+/// covers thresholds well below any sensible setting.
+const SHADOW_FLOOR: f32 = 0.5;
 
 /// What a miss needs to remember its answer by meaning once it is stored.
 pub(super) struct Remember {
     pub(super) semantic: Arc<SemanticCache>,
     pub(super) probe: Probe,
     pub(super) vector: Arc<[f32]>,
+    /// Shadow mode: what would have been served, judged once the fresh answer is in.
+    pub(super) shadow: Option<Shadow>,
+}
+
+/// A would-be semantic hit waiting for the fresh answer.
+pub(super) struct Shadow {
+    row: ShadowRow,
+    /// The would-be answer (`None` when the verifier refused the candidate).
+    candidate: Option<Arc<CachedAnswer>>,
+    writer: AnalyticsWriter,
+    /// The client's headers, to pay for embedding the answers at the relay.
+    headers: HeaderMap,
 }
 
 impl Remember {
-    pub(super) fn stored(&self, key: CacheKey, answer: &CachedAnswer) {
+    pub(super) fn stored(&self, key: CacheKey, answer: &Arc<CachedAnswer>) {
         self.semantic.remember(
             &self.probe,
             self.vector.clone(),
@@ -36,6 +52,71 @@ impl Remember {
             answer.expires_at_ms,
         );
     }
+
+    /// Judges the would-be answer against the fresh one and records the shadow row, off
+    /// the request path.
+    pub(super) fn judge(&mut self, fresh: &Arc<CachedAnswer>) {
+        let Some(shadow) = self.shadow.take() else {
+            return;
+        };
+        let (semantic, fresh) = (self.semantic.clone(), fresh.clone());
+        tokio::spawn(async move { shadow.record(&semantic, &fresh).await });
+    }
+}
+
+impl Shadow {
+    async fn record(mut self, semantic: &SemanticCache, fresh: &CachedAnswer) {
+        let outcome = match &self.candidate {
+            None => "refused",
+            Some(candidate) => {
+                let (was, now) = (answer_text(candidate), answer_text(fresh));
+                self.row.candidate_chars = was.chars().count() as u64;
+                self.row.fresh_chars = now.chars().count() as u64;
+                self.row.answers_equal = was.trim() == now.trim();
+                if !self.row.deterministic && !self.row.answers_equal {
+                    self.row.answer_similarity =
+                        answer_similarity(semantic, &was, &now, &self.headers).await;
+                }
+                let agrees = self.row.answers_equal
+                    || (!self.row.deterministic
+                        && self
+                            .row
+                            .answer_similarity
+                            .is_some_and(|s| s >= Agreement::default().min_answer_similarity));
+                if agrees { "agree" } else { "disagree" }
+            }
+        };
+        semantic
+            .metrics()
+            .shadow
+            .with_label_values(&[outcome])
+            .inc();
+        self.writer.record_shadow(self.row);
+    }
+}
+
+/// The answer's text: the first choice's message (chat) or text (completions).
+fn answer_text(answer: &CachedAnswer) -> String {
+    let value: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    let choice = &value["choices"][0];
+    choice["message"]["content"]
+        .as_str()
+        .or_else(|| choice["text"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Cosine similarity of two answers' embeddings (their first 2,000 characters).
+async fn answer_similarity(
+    semantic: &SemanticCache,
+    a: &str,
+    b: &str,
+    headers: &HeaderMap,
+) -> Option<f32> {
+    let cut = |t: &str| t.chars().take(2_000).collect::<String>();
+    let a = semantic.embed(&cut(a), headers).await.ok()?;
+    let b = semantic.embed(&cut(b), headers).await.ok()?;
+    Some(crate::semantic::index::dot(&a.vector, &b.vector))
 }
 
 pub(super) enum Looked {
@@ -91,20 +172,33 @@ pub(super) async fn lookup(
         semantic.metrics().embedding_cost_usd.inc_by(usd);
         log.embedded(usd);
     }
+    let shadow_mode = mode == SemanticMode::Shadow;
+    let floor = if shadow_mode {
+        SHADOW_FLOOR.min(semantic.threshold())
+    } else {
+        semantic.threshold()
+    };
     let mut would_hit = false;
-    for candidate in semantic.candidates(&probe.partition, &embedded.vector) {
-        if semantic.verify(&candidate, &probe.text).is_err() {
+    let mut shadow: Option<Shadow> = None;
+    for candidate in semantic.candidates(&probe.partition, &embedded.vector, floor) {
+        let key = candidate.entry.key;
+        if let Err(reason) = semantic.verify(&candidate, &probe.text) {
+            if shadow_mode && shadow.is_none() {
+                shadow = Some(cx.shadow(log, request_body, &candidate, reason.as_str(), None));
+            }
             continue;
         }
-        let key = candidate.entry.key;
         let Some((answer, _)) = cx.state.cache.get(&cx.namespace, &key).await else {
             // Purged, evicted or expired in the exact tiers: the entry is stale.
             semantic.forget(&probe.partition, &key);
             continue;
         };
-        if mode == SemanticMode::Shadow {
-            semantic.count("shadow");
-            would_hit = true;
+        if shadow_mode {
+            if candidate.similarity >= semantic.threshold() {
+                semantic.count("shadow");
+                would_hit = true;
+            }
+            shadow = Some(cx.shadow(log, request_body, &candidate, "pass", Some(answer)));
             break;
         }
         semantic.count("hit");
@@ -131,5 +225,47 @@ pub(super) async fn lookup(
         semantic,
         probe,
         vector: embedded.vector,
+        shadow,
     }))
+}
+
+impl Ctx {
+    /// A shadow row for `candidate`, to be completed when the fresh answer arrives.
+    fn shadow(
+        &self,
+        log: &RequestLog,
+        request_body: &serde_json::Map<String, serde_json::Value>,
+        candidate: &Candidate,
+        verdict: &'static str,
+        answer: Option<Arc<CachedAnswer>>,
+    ) -> Shadow {
+        let deterministic = request_body
+            .get("temperature")
+            .and_then(serde_json::Value::as_f64)
+            == Some(0.0);
+        let would_save_usd = answer
+            .as_ref()
+            .map_or(0.0, |a| self.state.price(&log.model, a.usage));
+        Shadow {
+            row: ShadowRow {
+                ts_ms: now_ms(),
+                endpoint: self.endpoint,
+                namespace: self.namespace.clone(),
+                model: log.model.clone(),
+                key: log.key.unwrap_or(candidate.entry.key),
+                candidate_key: candidate.entry.key,
+                similarity: candidate.similarity,
+                verdict,
+                deterministic,
+                answers_equal: false,
+                answer_similarity: None,
+                fresh_chars: 0,
+                candidate_chars: 0,
+                would_save_usd,
+            },
+            candidate: answer,
+            writer: self.state.analytics.writer.clone(),
+            headers: request_headers_for_relay(&self.headers, self.caller.managed, true),
+        }
+    }
 }

@@ -23,7 +23,7 @@ impl Miss {
     /// tokens already paid for: the answer is still completed, stored and handed to
     /// any followers. A stream that breaks ends with an SSE error event.
     pub(super) fn stream_through(
-        self,
+        mut self,
         relay: RelayResponse,
         store: bool,
         guard: Option<FlightGuard>,

@@ -4,6 +4,7 @@
 
 mod local;
 mod serve;
+mod shadow;
 mod share;
 
 use edge_gateway::config::{Config, Secret, SemanticMode};
