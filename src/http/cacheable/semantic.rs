@@ -29,7 +29,7 @@ pub(super) struct Remember {
     pub(super) probe: Probe,
     pub(super) vector: Arc<[f32]>,
     /// Shadow mode: what would have been served, judged once the fresh answer is in.
-    pub(super) shadow: Option<Shadow>,
+    pub(super) shadow: Option<Box<Shadow>>,
 }
 
 /// A would-be semantic hit waiting for the fresh answer.
@@ -179,12 +179,18 @@ pub(super) async fn lookup(
         semantic.threshold()
     };
     let mut would_hit = false;
-    let mut shadow: Option<Shadow> = None;
+    let mut shadow: Option<Box<Shadow>> = None;
     for candidate in semantic.candidates(&probe.partition, &embedded.vector, floor) {
         let key = candidate.entry.key;
         if let Err(reason) = semantic.verify(&candidate, &probe.text) {
             if shadow_mode && shadow.is_none() {
-                shadow = Some(cx.shadow(log, request_body, &candidate, reason.as_str(), None));
+                shadow = Some(Box::new(cx.shadow(
+                    log,
+                    request_body,
+                    &candidate,
+                    reason.as_str(),
+                    None,
+                )));
             }
             continue;
         }
@@ -198,7 +204,13 @@ pub(super) async fn lookup(
                 semantic.count("shadow");
                 would_hit = true;
             }
-            shadow = Some(cx.shadow(log, request_body, &candidate, "pass", Some(answer)));
+            shadow = Some(Box::new(cx.shadow(
+                log,
+                request_body,
+                &candidate,
+                "pass",
+                Some(answer),
+            )));
             break;
         }
         semantic.count("hit");
