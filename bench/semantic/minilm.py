@@ -88,9 +88,39 @@ def erf(x):
     return (sign * y).astype(np.float32)
 
 
-def serve(port, model_dir):
+def answers_by_label(pairs_file):
+    """Question text -> answer id from the labelled pairs: the two questions of a
+    same-meaning pair share an answer, a trap's two questions do not. With it, the relay
+    answers like a model that is right: a cached answer is wrong exactly for a trap."""
+    group = {}
+    next_id = [0]
+
+    def new_group():
+        next_id[0] += 1
+        return next_id[0]
+
+    for line in Path(pairs_file).read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        multi = line.startswith("multi:")
+        fields = [f.strip() for f in line.removeprefix("multi:").split("|")]
+        same = fields[0] == "same"
+        stored, asked = (fields[5], fields[6]) if multi else (fields[3], fields[4])
+        if multi:
+            # The conversation is part of the question.
+            stored, asked = fields[3] + " / " + stored, fields[4] + " / " + asked
+        g = group.setdefault(stored, new_group())
+        if same:
+            group.setdefault(asked, g)
+        else:
+            group.setdefault(asked, new_group())
+    return group
+
+
+def serve(port, model_dir, pairs_file=None):
     model = MiniLM(model_dir)
     cache = {}
+    labels = answers_by_label(pairs_file) if pairs_file else {}
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -123,7 +153,11 @@ def serve(port, model_dir):
                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
                 return
             messages = body.get("messages", [])
-            question = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+            users = [m.get("content") for m in messages if m.get("role") == "user"]
+            question = users[-1] if users else ""
+            asked = " / ".join(users[-2:]) if len(users) > 1 else question
+            if asked in labels:
+                question = f"answer #{labels[asked]}"
             self._send(200, {
                 "id": "chatcmpl-bench", "object": "chat.completion", "created": 0,
                 "model": body.get("model", ""),
@@ -173,7 +207,7 @@ def post_process(rows, dims=256):
 
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
-        serve(int(sys.argv[2]), sys.argv[3])
+        serve(int(sys.argv[2]), sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
     elif sys.argv[1] == "distill":
         distill(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "post-process":
