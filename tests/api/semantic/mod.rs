@@ -14,7 +14,7 @@ use crate::helpers::*;
 
 /// With the stub's embeddings, a question sharing 5 of its 6 words is at ≈ 0.83.
 pub(super) const THRESHOLD: f32 = 0.7;
-const ADMIN: &str = "admin-token-0123456789";
+pub(super) const ADMIN: &str = "admin-token-0123456789";
 
 pub(super) fn semantic_on(config: &mut Config) {
     config.semantic.mode = SemanticMode::On;
