@@ -49,6 +49,30 @@ impl App {
                 tracing::warn!("redis is not reachable at start: serving from SQLite until it is");
             }
             redis.spawn_prober(background.clone());
+            // Learn the current generations before serving: a purge made from now on is
+            // one this instance must apply.
+            state.cache.apply_remote_purges().await;
+            let (watcher, stop) = (state.clone(), background.clone());
+            let every = Duration::from_millis(state.config.redis.purge_poll_ms);
+            tokio::spawn(async move {
+                let state = watcher;
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(every) => {}
+                    }
+                    for namespace in state.cache.apply_remote_purges().await {
+                        state.metrics.purge_generations_seen.inc();
+                        if let Some(semantic) = &state.semantic {
+                            semantic.forget_namespace(namespace.as_deref());
+                        }
+                        tracing::info!(
+                            namespace = namespace.as_deref().unwrap_or("*"),
+                            "purge from another instance applied"
+                        );
+                    }
+                }
+            });
             if let Some(global) = &state.analytics.global {
                 global.spawn_flusher(
                     redis.clone(),

@@ -39,7 +39,8 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
     /// Empty Redis and the local SQLite cache (all entries, or one namespace). Running
-    /// instances keep their in-process L1 until `POST /admin/cache/purge` or TTL expiry.
+    /// instances sharing the Redis drop their in-process copies within
+    /// `redis.purge_poll_ms` (the purge generation this bumps).
     Purge {
         /// Only this namespace (a tenant, or `tenant/partition`) and its partitions.
         #[arg(long)]

@@ -178,8 +178,12 @@ fn purge(config: &Config, namespace: Option<&str>) -> ExitCode {
             .and_then(|rt| {
                 rt.block_on(async {
                     let deleted = redis.purge(namespace).await.map_err(|e| e.to_string())?;
-                    // Running instances forget their semantic entries of the namespace.
                     if redis.try_recover().await {
+                        // Running instances drop their L1 copies at their next read of the
+                        // purge generations, and forget their semantic entries.
+                        if let Err(e) = redis.bump_generation(namespace).await {
+                            eprintln!("redis: purge generation not bumped ({e}): running instances keep their L1 copies until TTL");
+                        }
                         let at = edge_gateway::cache::now_ms();
                         let max = config.semantic.max_entries;
                         if let Err(e) =
@@ -202,7 +206,7 @@ fn purge(config: &Config, namespace: Option<&str>) -> ExitCode {
         println!("redis: not configured");
     }
     println!(
-        "note: running instances keep their L1 entries until TTL; POST /admin/cache/purge on each clears it"
+        "note: running instances drop their L1 copies within redis.purge_poll_ms (instances cut off from Redis: when they reconnect)"
     );
     if ok {
         ExitCode::SUCCESS

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub cache_rejected: IntCounterVec,
     pub connections_shed: IntCounter,
     pub rate_limited: IntCounter,
+    /// Purges made by other instances applied to this one's L1 and SQLite.
+    pub purge_generations_seen: IntCounter,
     pub semantic: SemanticMetrics,
 }
 
@@ -256,7 +258,16 @@ impl Metrics {
             registry.register(metric).expect("metric names are unique");
         }
         let semantic = SemanticMetrics::register(&registry);
+        let purge_generations_seen = IntCounter::new(
+            "purge_generations_seen_total",
+            "Purges made by other instances (new purge generations) applied to this instance's L1 and SQLite",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(purge_generations_seen.clone()))
+            .expect("metric names are unique");
         Self {
+            purge_generations_seen,
             semantic,
             registry,
             http_requests,

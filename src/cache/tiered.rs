@@ -46,6 +46,8 @@ impl PurgeReport {
 }
 
 pub struct TieredCache {
+    /// The purge generations last read from Redis (`None` until the first read).
+    generations: std::sync::Mutex<Option<std::collections::HashMap<String, i64>>>,
     l1: L1Cache,
     redis: Option<RedisTier>,
     sqlite: SqliteTier,
@@ -57,6 +59,7 @@ pub struct TieredCache {
 impl TieredCache {
     pub fn new(l1: L1Cache, redis: Option<RedisTier>, sqlite: SqliteTier) -> Self {
         Self {
+            generations: std::sync::Mutex::new(None),
             l1,
             redis,
             sqlite,
@@ -135,12 +138,71 @@ impl TieredCache {
             None => None,
             Some(r) => Some(r.purge(namespace).await.map_err(|e| e.to_string())),
         };
+        // Every other instance drops its L1 copies when it sees the new generation.
+        if let (Some(r), Some(Ok(_))) = (&self.redis, &redis) {
+            match r.bump_generation(namespace).await {
+                Ok(generation) => {
+                    let field = namespace.unwrap_or(super::redis::ALL).to_owned();
+                    if let Some(known) = self.lock_generations().as_mut() {
+                        known.insert(field, generation);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "purge generation not bumped: other instances keep their L1 copies until TTL")
+                }
+            }
+        }
         let sqlite = self.sqlite.purge(namespace).await;
         PurgeReport {
             l1: "purged",
             redis,
             sqlite,
         }
+    }
+
+    fn lock_generations(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<std::collections::HashMap<String, i64>>> {
+        self.generations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the purge generations and drops from L1 and SQLite every namespace another
+    /// instance purged since the last read (`None` in the result: everything). The first
+    /// read only learns the generations. Nothing happens while Redis is down: purges made
+    /// meanwhile are applied at the first read after it comes back.
+    pub async fn apply_remote_purges(&self) -> Vec<Option<String>> {
+        let Some(redis) = self.redis.as_ref().filter(|r| r.is_up()) else {
+            return Vec::new();
+        };
+        let Ok(current) = redis.generations().await else {
+            return Vec::new();
+        };
+        let current: std::collections::HashMap<String, i64> = current.into_iter().collect();
+        let changed: Vec<Option<String>> = {
+            let mut known = self.lock_generations();
+            let changed = match known.as_ref() {
+                None => Vec::new(),
+                Some(old) => current
+                    .iter()
+                    .filter(|(ns, generation)| old.get(*ns) != Some(*generation))
+                    .map(|(ns, _)| (ns != super::redis::ALL).then(|| ns.clone()))
+                    .collect(),
+            };
+            *known = Some(current);
+            changed
+        };
+        for namespace in &changed {
+            self.l1.purge(namespace.as_deref());
+            if let Err(e) = self.sqlite.purge(namespace.as_deref()).await {
+                tracing::warn!(error = %e, "local sqlite copy of a remote purge failed");
+            }
+        }
+        if !changed.is_empty() {
+            self.l1.run_pending_tasks().await;
+        }
+        changed
     }
 
     /// `up`, `down` or `disabled` per tier, for `/readyz`.

@@ -230,6 +230,9 @@ pub struct RedisConfig {
     pub connect_timeout_ms: u64,
     /// Keys are `{prefix}:v1:{namespace}:{key}`; lets instances of several apps share one Redis.
     pub key_prefix: String,
+    /// How often an instance reads the purge generations, to drop from its L1 what
+    /// another instance purged (a purge reaches every instance within about this).
+    pub purge_poll_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -325,6 +328,7 @@ impl Default for RedisConfig {
             probe_interval_ms: 1_000,
             connect_timeout_ms: 1_000,
             key_prefix: "eg".into(),
+            purge_poll_ms: 250,
         }
     }
 }

@@ -184,6 +184,12 @@ impl Config {
                 "must be non-empty, without ':', '*', '?', '[' or spaces",
             ));
         }
+        if self.redis.purge_poll_ms == 0 || self.redis.purge_poll_ms > 1_000 {
+            return Err(invalid(
+                "redis.purge_poll_ms",
+                "between 1 and 1000: a purge must reach every instance within a second",
+            ));
+        }
         self.check_semantic()?;
         if self.sqlite.path.as_os_str().is_empty() {
             return Err(invalid("SQLITE_PATH", "must not be empty"));

@@ -213,6 +213,12 @@ impl SemanticCache {
         gone
     }
 
+    /// Forgets, here only, what a purge made elsewhere covered.
+    pub fn forget_namespace(&self, namespace: Option<&str>) {
+        self.index.purge(namespace, now_ms());
+        self.metrics.entries.set(self.index.len() as i64);
+    }
+
     /// Reads back what this instance remembered before a restart.
     pub async fn load(&self) -> usize {
         let rows = self

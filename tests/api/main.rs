@@ -10,6 +10,7 @@ mod cli;
 mod deploy;
 mod errors;
 mod faults;
+mod fleet;
 mod hardening;
 mod health;
 mod integrity;

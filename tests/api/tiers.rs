@@ -127,10 +127,9 @@ async fn cluster_spreads_entries_over_every_node_and_finds_each_again() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    assert_eq!(
-        cluster.nodes.iter().map(RedisServer::dbsize).sum::<u64>(),
-        0
-    );
+    // Every entry gone from every node; the purge generations hash is what remains.
+    let left: Vec<String> = cluster.nodes.iter().flat_map(|n| n.keys("*")).collect();
+    assert_eq!(left, vec!["eg:purge:v1".to_owned()]);
 }
 
 #[tokio::test]
@@ -349,7 +348,9 @@ async fn purge_empties_every_tier_by_namespace_or_whole() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(redis.dbsize(), 0);
+    // No entry left; what remains is the purge generations hash.
+    assert_eq!(redis.keys("eg:v1:*"), Vec::<String>::new());
+    assert_eq!(redis.keys("*"), vec!["eg:purge:v1".to_owned()]);
     let count: i64 = rusqlite::Connection::open(app.dir.path().join("gateway.db"))
         .unwrap()
         .query_row("SELECT count(*) FROM cache_entries", [], |r| r.get(0))
@@ -423,7 +424,12 @@ async fn migrate_and_cache_purge_commands_work_on_the_database_and_redis() {
         out.contains("sqlite: deleted 1 entries") && out.contains("redis: deleted 1 keys"),
         "{out}"
     );
-    assert_eq!(redis.dbsize(), 0);
+    assert_eq!(redis.keys("eg:v1:*"), Vec::<String>::new());
+    assert_eq!(
+        cli_hget(&redis, "eg:purge:v1", "*"),
+        "1",
+        "running instances learn of the purge"
+    );
     let (code, _, err) = run_binary(
         &["cache", "purge", "--namespace", "acme"],
         &[
@@ -433,4 +439,14 @@ async fn migrate_and_cache_purge_commands_work_on_the_database_and_redis() {
     );
     assert_eq!(code, 1, "an unreachable Redis is reported: {err}");
     assert!(err.contains("redis: purge failed"));
+}
+
+fn cli_hget(redis: &RedisServer, key: &str, field: &str) -> String {
+    let port: u16 = redis
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap();
+    cli(port, &["HGET", key, field]).trim().to_owned()
 }

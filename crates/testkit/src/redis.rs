@@ -113,6 +113,16 @@ impl RedisServer {
     pub fn dbsize(&self) -> u64 {
         cli(self.port, &["DBSIZE"]).parse().unwrap_or(0)
     }
+
+    /// Keys matching `pattern` (KEYS: for tests' small databases only).
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        cli(self.port, &["KEYS", pattern])
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 impl Drop for RedisServer {

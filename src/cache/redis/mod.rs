@@ -25,11 +25,13 @@ use crate::config::RedisConfig;
 use crate::keying::CacheKey;
 
 mod entries;
+mod generations;
 mod purge;
 mod slots;
 mod stats;
 mod stream;
 
+pub use generations::ALL;
 use slots::SlotHealth;
 pub use stream::StreamRecord;
 
