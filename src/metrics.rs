@@ -38,6 +38,11 @@ pub struct Metrics {
     pub rate_limited: IntCounter,
     /// Purges made by other instances applied to this one's L1 and SQLite.
     pub purge_generations_seen: IntCounter,
+    /// Cross-instance single flight, by `outcome`: leader (took the lease), coalesced
+    /// (served another instance's answer), wait_timeout, leader_gone.
+    pub remote_flights: IntCounterVec,
+    /// Requests waiting now for another instance's answer.
+    pub remote_waiting: IntGauge,
     pub semantic: SemanticMetrics,
 }
 
@@ -266,8 +271,29 @@ impl Metrics {
         registry
             .register(Box::new(purge_generations_seen.clone()))
             .expect("metric names are unique");
+        let remote_flights = IntCounterVec::new(
+            Opts::new(
+                "remote_flights_total",
+                "Misses coordinated with other instances through a Redis lease, by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let remote_waiting = IntGauge::new(
+            "remote_flight_waiting",
+            "Requests waiting for another instance's answer",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(remote_flights.clone()))
+            .expect("metric names are unique");
+        registry
+            .register(Box::new(remote_waiting.clone()))
+            .expect("metric names are unique");
         Self {
             purge_generations_seen,
+            remote_flights,
+            remote_waiting,
             semantic,
             registry,
             http_requests,

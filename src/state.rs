@@ -56,6 +56,8 @@ pub struct Shared {
     pub semantic: Option<Arc<SemanticCache>>,
     /// `/v1/*` requests being served now (the in-flight limit).
     pub in_flight: AtomicUsize,
+    /// Names this process in Redis leases (region, pid, start time).
+    pub instance_id: Arc<str>,
     /// `x-edge-region`, built once.
     pub region_header: HeaderValue,
     /// Relay calls and streams that outlive their client's connection; shutdown waits
@@ -117,6 +119,7 @@ impl AppState {
         .map_err(|e| StartError::Setup(e.to_string()))?
         .map(Arc::new);
         let region: Arc<str> = Arc::from(config.edge_region.as_str());
+        let region_name = region.clone();
         let analytics = Analytics {
             enabled: config.analytics.enabled,
             writer: AnalyticsWriter::start_reporting(
@@ -149,6 +152,12 @@ impl AppState {
             analytics,
             limits,
             semantic,
+            instance_id: Arc::from(format!(
+                "{}-{}-{}",
+                region_name,
+                std::process::id(),
+                crate::cache::now_ms()
+            )),
             in_flight: AtomicUsize::new(0),
             region_header,
             work: tokio_util::task::TaskTracker::new(),

@@ -117,6 +117,16 @@ impl TieredCache {
     }
 
     pub async fn put(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
+        self.store(key, answer, false).await;
+    }
+
+    /// As [`TieredCache::put`], returning only once Redis has the entry (or failed to
+    /// take it): other instances waiting on this one's lease read it from there.
+    pub async fn put_shared(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
+        self.store(key, answer, true).await;
+    }
+
+    async fn store(&self, key: CacheKey, answer: Arc<CachedAnswer>, wait_for_redis: bool) {
         if answer.body.len() > self.max_entry_bytes {
             if let Some(rejected) = &self.rejected {
                 rejected.with_label_values(&["all", "oversized"]).inc();
@@ -125,7 +135,11 @@ impl TieredCache {
         }
         self.l1.insert(key, answer.clone()).await;
         if let Some(redis) = &self.redis {
-            redis.put(key, answer.clone());
+            if wait_for_redis {
+                redis.put_now(key, answer.clone()).await;
+            } else {
+                redis.put(key, answer.clone());
+            }
         }
         self.sqlite.put(key, answer);
     }

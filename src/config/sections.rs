@@ -233,6 +233,12 @@ pub struct RedisConfig {
     /// How often an instance reads the purge generations, to drop from its L1 what
     /// another instance purged (a purge reaches every instance within about this).
     pub purge_poll_ms: u64,
+    /// Lease on a missed key while one instance calls the relay for all (renewed every
+    /// third of it; a dead holder frees the key when it expires).
+    pub lease_ms: u64,
+    /// The longest an instance waits for another instance's answer before calling the
+    /// relay itself.
+    pub remote_wait_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -329,6 +335,8 @@ impl Default for RedisConfig {
             connect_timeout_ms: 1_000,
             key_prefix: "eg".into(),
             purge_poll_ms: 250,
+            lease_ms: 3_000,
+            remote_wait_ms: 30_000,
         }
     }
 }

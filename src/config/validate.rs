@@ -190,6 +190,12 @@ impl Config {
                 "between 1 and 1000: a purge must reach every instance within a second",
             ));
         }
+        if self.redis.lease_ms < 30 {
+            return Err(invalid(
+                "redis.lease_ms",
+                "at least 30 (it is renewed every third of it)",
+            ));
+        }
         self.check_semantic()?;
         if self.sqlite.path.as_os_str().is_empty() {
             return Err(invalid("SQLITE_PATH", "must not be empty"));

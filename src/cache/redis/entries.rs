@@ -55,6 +55,13 @@ impl RedisTier {
 
     /// Stores in the background; the request never waits for it.
     pub fn put(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
+        let tier = self.clone();
+        tokio::spawn(async move { tier.put_now(key, answer).await });
+    }
+
+    /// Stores and waits for Redis to have it (a lease holder, before it frees the lease
+    /// other instances wait on).
+    pub async fn put_now(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
         if !self.is_up() {
             return;
         }
@@ -62,15 +69,12 @@ impl RedisTier {
         if ttl_ms == 0 || answer.body.len() > self.inner.max_entry_bytes {
             return;
         }
-        let tier = self.clone();
-        tokio::spawn(async move {
-            let redis_key = tier.redis_key(&answer.namespace, &key);
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(&redis_key)
-                .arg(codec::encode(&answer))
-                .arg("PX")
-                .arg(ttl_ms);
-            let _: Result<(), _> = tier.call_keyed("set", &redis_key, cmd).await;
-        });
+        let redis_key = self.redis_key(&answer.namespace, &key);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&redis_key)
+            .arg(codec::encode(&answer))
+            .arg("PX")
+            .arg(ttl_ms);
+        let _: Result<(), _> = self.call_keyed("set", &redis_key, cmd).await;
     }
 }

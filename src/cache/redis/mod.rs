@@ -26,6 +26,7 @@ use crate::keying::CacheKey;
 
 mod entries;
 mod generations;
+mod lease;
 mod purge;
 mod slots;
 mod stats;

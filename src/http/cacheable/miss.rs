@@ -44,6 +44,9 @@ pub(super) struct Miss {
     /// Set when the semantic tier is on and the request comparable: the stored answer
     /// is also remembered by the meaning of its last user message.
     pub(super) remember: Option<super::semantic::Remember>,
+    /// Held while this instance calls the relay for every instance; freed once the
+    /// answer is in Redis (or when this miss ends without one).
+    pub(super) lease: Option<super::remote::Lease>,
 }
 
 /// The body re-serialized with `stream_options.include_usage = true`.
@@ -286,7 +289,14 @@ impl Miss {
     ) {
         match storable {
             Ok(()) if store => {
-                self.state.cache.put(self.key, answer.clone()).await;
+                match self.lease.take() {
+                    // Others wait for it in Redis: it must be there before the lease goes.
+                    Some(lease) => {
+                        self.state.cache.put_shared(self.key, answer.clone()).await;
+                        drop(lease);
+                    }
+                    None => self.state.cache.put(self.key, answer.clone()).await,
+                }
                 if let Some(remember) = &mut self.remember {
                     remember.stored(self.key, answer);
                     remember.judge(answer);

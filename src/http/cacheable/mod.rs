@@ -33,6 +33,7 @@ use crate::relay::{request_headers_for_relay, response_headers_for_client};
 use crate::request::CacheableRequest;
 
 mod miss;
+mod remote;
 mod semantic;
 mod stream;
 
@@ -234,9 +235,26 @@ async fn flight(
                 }
                 semantic::Looked::Miss(remember) => remember,
             };
+            let lease = match cx.remote_flight(key).await {
+                remote::Remote::Answer(answer) => {
+                    state.count(endpoint, "coalesced");
+                    log.hit(state, Outcome::Coalesced, answer.usage);
+                    guard.complete(FlightOutcome::Answer(answer.clone()));
+                    return Ok(hit(
+                        &answer,
+                        "coalesced",
+                        request.stream,
+                        request.include_usage,
+                        key,
+                    ));
+                }
+                remote::Remote::Leader(lease) => Some(lease),
+                remote::Remote::Alone => None,
+            };
             state.count(endpoint, "miss");
             let mut miss = cx.miss(request, request_body, key);
             miss.remember = remember;
+            miss.lease = lease;
             miss.run(true, Some(guard), MISS, log).await
         }
         Join::Follower(slot) => match wait(slot).await {
@@ -300,6 +318,7 @@ impl Ctx {
             },
             request_body,
             remember: None,
+            lease: None,
         }
     }
 }
