@@ -233,6 +233,9 @@ pub struct RedisConfig {
     /// How often an instance reads the purge generations, to drop from its L1 what
     /// another instance purged (a purge reaches every instance within about this).
     pub purge_poll_ms: u64,
+    /// One relay call per key across instances (a Redis lease per missed key). Off: each
+    /// instance coalesces only its own requests.
+    pub single_flight: bool,
     /// Lease on a missed key while one instance calls the relay for all (renewed every
     /// third of it; a dead holder frees the key when it expires).
     pub lease_ms: u64,
@@ -335,6 +338,7 @@ impl Default for RedisConfig {
             connect_timeout_ms: 1_000,
             key_prefix: "eg".into(),
             purge_poll_ms: 250,
+            single_flight: true,
             lease_ms: 3_000,
             remote_wait_ms: 30_000,
         }

@@ -82,7 +82,12 @@ impl Ctx {
     }
 
     pub(super) async fn remote_flight(&self, key: CacheKey) -> Remote {
-        let Some(redis) = self.state.cache.redis().filter(|r| r.is_up()) else {
+        let Some(redis) = self
+            .state
+            .cache
+            .redis()
+            .filter(|r| r.is_up() && self.state.config.redis.single_flight)
+        else {
             return Remote::Alone;
         };
         let lease = redis.lease_key(&self.namespace, &key);
