@@ -12,7 +12,7 @@ use crate::endpoint::Endpoint;
 const IGNORED: &[&str] = &["stream", "stream_options", "user", "metadata", "store"];
 
 /// Prefix that versions the encoding: changing the rules means changing this.
-const VERSION: &[u8] = b"edge-gateway/key/v1\0";
+const VERSION: &[u8] = b"edge-gateway/key/v2\0";
 
 #[derive(Clone, Copy)]
 enum Text {

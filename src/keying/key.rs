@@ -81,6 +81,20 @@ mod tests {
     }
 
     #[test]
+    fn chinese_input_in_full_width_or_ascii_forms_shares_one_key() {
+        let ask = |t: &str| {
+            key_of(&format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"{t}"}}]}}"#
+            ))
+        };
+        assert_eq!(ask("退货要多久？"), ask("退货要多久?"));
+        assert_eq!(ask("你好，请问"), ask("你好,请问"));
+        assert_eq!(ask("订单ＡＢＣ１２３"), ask("订单ABC123"));
+        assert_eq!(ask("你好\u{3000}世界"), ask("你好 世界"));
+        assert_ne!(ask("x²"), ask("x2"));
+    }
+
+    #[test]
     fn key_is_64_lowercase_hex_and_round_trips() {
         let key = key_of(r#"{"model":"m","messages":[]}"#);
         let hex = key.to_hex();

@@ -1,5 +1,7 @@
-//! Message text normalization: Unicode NFC, white space trimmed at both ends and inner
-//! runs collapsed to one space, optionally case-folded.
+//! Message text normalization: Unicode NFC, full-width ASCII forms folded to ASCII
+//! (`？` `，` `ＡＢＣ１２３`, what Chinese and Japanese input methods type), white space
+//! trimmed at both ends and inner runs collapsed to one space (the ideographic space
+//! included), optionally case-folded.
 
 use std::borrow::Cow;
 
@@ -13,6 +15,7 @@ pub fn normalize_text(text: &str, case_insensitive: bool) -> Cow<'_, str> {
     let mut out = String::with_capacity(text.len());
     let mut pending_space = false;
     let mut push = |c: char, out: &mut String| {
+        let c = fold_width(c);
         if c.is_whitespace() {
             pending_space = !out.is_empty();
         } else {
@@ -41,6 +44,16 @@ pub fn normalize_text(text: &str, case_insensitive: bool) -> Cow<'_, str> {
         return Cow::Owned(out.nfc().collect());
     }
     Cow::Owned(out)
+}
+
+/// U+FF01..U+FF5E (full-width `！` to `～`) are the ASCII characters `!` to `~` drawn
+/// wide: the same text for a model. Only this block is folded: NFKC would also turn
+/// `x²` into `x2` and `①` into `1`, which can change a question's meaning.
+fn fold_width(c: char) -> char {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        _ => c,
+    }
 }
 
 fn is_already_normal(text: &str, case_insensitive: bool) -> bool {
@@ -72,6 +85,19 @@ fn is_already_normal(text: &str, case_insensitive: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_width_forms_fold_to_ascii_and_nothing_else_does() {
+        assert_eq!(normalize_text("退货要多久？", false), "退货要多久?");
+        assert_eq!(normalize_text("你好，世界！", false), "你好,世界!");
+        assert_eq!(normalize_text("ＡＢＣ１２３", false), "ABC123");
+        assert_eq!(normalize_text("订单（４８２１３）", false), "订单(48213)");
+        assert_eq!(normalize_text("ＡＢＣ", true), "abc");
+        // Compatibility characters that carry meaning stay as they are.
+        assert_eq!(normalize_text("x² ① ﬁ", false), "x² ① ﬁ");
+        // CJK punctuation outside the block is not ASCII drawn wide: kept.
+        assert_eq!(normalize_text("你好。「是」", false), "你好。「是」");
+    }
 
     #[test]
     fn trims_and_collapses_white_space() {

@@ -420,3 +420,34 @@ fn the_readme_documents_every_environment_variable_and_no_other() {
         documented.keys()
     );
 }
+
+/// Podman and registries without a search list refuse short names (`rust:1.95`): every
+/// image the Dockerfile and the compose file pull names its registry.
+#[test]
+fn every_pulled_image_is_fully_qualified() {
+    let stages: Vec<String> = read("Dockerfile")
+        .lines()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .collect();
+    let mut pulled: Vec<String> = read("Dockerfile")
+        .lines()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|image| !stages.iter().any(|s| s == image))
+        .map(str::to_owned)
+        .collect();
+    assert!(pulled.len() >= 2, "{pulled:?}");
+    for service in services(&compose()).values() {
+        if let Some(image) = service["image"].as_str() {
+            pulled.push(image.to_owned());
+        }
+    }
+    for image in &pulled {
+        let registry = image.split('/').next().unwrap_or_default();
+        assert!(
+            image.contains('/') && (registry.contains('.') || registry.contains(':')),
+            "{image} does not name its registry"
+        );
+    }
+}

@@ -20,6 +20,13 @@ async fn main() -> std::io::Result<()> {
         stub.addr(),
         stub.url()
     );
-    tokio::signal::ctrl_c().await?;
+    // As a container's PID 1 no default handler ends the process on SIGTERM: without
+    // this, `docker stop` waits its 10 s and kills it.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    stub.stop().await;
     Ok(())
 }
