@@ -451,3 +451,19 @@ fn every_pulled_image_is_fully_qualified() {
         );
     }
 }
+
+/// The compose file as Compose itself reads it (Debian's `docker-compose` package;
+/// `scripts/test` and `.ci/run` install it): beyond our own parsing, the real validator.
+#[test]
+fn docker_compose_config_accepts_the_compose_file() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml");
+    let output = std::process::Command::new("docker-compose")
+        .args(["-f", file, "config", "-q"])
+        .output()
+        .expect("docker-compose is installed (scripts/test installs it as root: apt-get install docker-compose)");
+    assert!(
+        output.status.success(),
+        "docker-compose config rejected the file: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
