@@ -467,3 +467,62 @@ fn docker_compose_config_accepts_the_compose_file() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The Grafana board in `deploy/grafana/` only queries metrics the gateway exports: every
+/// `edge_gateway_*` name in its expressions is a family in `/metrics` once traffic of
+/// every kind the board shows has passed (miss, hit, semantic hit and refusal, a leased
+/// miss over Redis).
+#[tokio::test]
+async fn the_grafana_board_queries_only_metrics_that_exist() {
+    let board: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/edge-gateway.json")).expect("valid JSON");
+    let mut queried = BTreeSet::new();
+    for panel in board["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let mut rest = expr;
+            while let Some(at) = rest.find("edge_gateway_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(&name)
+                    .to_owned();
+                queried.insert(family);
+            }
+        }
+    }
+    assert!(queried.len() >= 12, "{queried:?}");
+
+    let redis = RedisServer::start();
+    let app = spawn_app_with(|c| {
+        c.redis.url = Some(edge_gateway::config::Secret::new(redis.url()));
+        c.semantic.mode = edge_gateway::config::SemanticMode::On;
+        c.semantic.threshold = 0.7;
+    })
+    .await;
+    for question in [
+        "Is the store open on Sunday?",
+        "Is the store open on Sunday?",
+        "Is the shop open on Sunday?",
+        "Is the store closed on Sunday?",
+    ] {
+        let response = app.chat(&chat_body(question)).await;
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let missing: Vec<&String> = queried
+        .iter()
+        .filter(|family| !metrics.contains(&format!("# TYPE {family} ")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the board queries metrics that do not exist: {missing:?}"
+    );
+    app.stop().await;
+}
