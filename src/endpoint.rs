@@ -1,4 +1,4 @@
-//! The three cacheable routes. The endpoint is part of every cache key and every
+//! The four cacheable routes. The endpoint is part of every cache key and every
 //! analytics row, so it has one canonical spelling here.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -6,6 +6,8 @@ pub enum Endpoint {
     ChatCompletions,
     Completions,
     Embeddings,
+    /// OpenAI's Responses API (`client.responses.create`, the Agents SDK).
+    Responses,
 }
 
 impl Endpoint {
@@ -15,6 +17,7 @@ impl Endpoint {
             Self::ChatCompletions => "/v1/chat/completions",
             Self::Completions => "/v1/completions",
             Self::Embeddings => "/v1/embeddings",
+            Self::Responses => "/v1/responses",
         }
     }
 
@@ -29,6 +32,7 @@ impl Endpoint {
             Self::ChatCompletions => "chat.completions",
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
+            Self::Responses => "responses",
         }
     }
 
@@ -37,8 +41,13 @@ impl Endpoint {
     }
 
     pub fn from_label(label: &str) -> Option<Self> {
-        [Self::ChatCompletions, Self::Completions, Self::Embeddings]
-            .into_iter()
-            .find(|e| e.as_str() == label)
+        [
+            Self::ChatCompletions,
+            Self::Completions,
+            Self::Embeddings,
+            Self::Responses,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == label)
     }
 }

@@ -61,6 +61,16 @@ impl CacheableRequest {
                     ));
                 }
             }
+            Endpoint::Responses => match body.get("input") {
+                Some(Value::String(_)) => {}
+                Some(Value::Array(items)) if !items.is_empty() => {}
+                _ => {
+                    return Err(missing(
+                        "input",
+                        "a string or a non-empty array of input items",
+                    ));
+                }
+            },
             Endpoint::Embeddings => {
                 if !is_text_or_tokens(body.get("input")) {
                     return Err(missing(

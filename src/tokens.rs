@@ -66,7 +66,19 @@ pub fn estimate(endpoint: Endpoint, request: &Map<String, Value>, answer: &Value
         }
         Endpoint::Completions => request.get("prompt").map_or(0, count_value),
         Endpoint::Embeddings => request.get("input").map_or(0, count_value),
+        Endpoint::Responses => {
+            request.get("instructions").map_or(0, count_value)
+                + request.get("input").map_or(0, count_value)
+        }
     };
+    if endpoint == Endpoint::Responses {
+        let text = crate::cache::responses::output_text(answer);
+        return Usage {
+            prompt_tokens,
+            completion_tokens: count_value(&Value::String(text)),
+            estimated: true,
+        };
+    }
     let choices = answer.get("choices").and_then(Value::as_array);
     let completion_tokens = choices
         .into_iter()
@@ -88,7 +100,7 @@ pub fn estimate(endpoint: Endpoint, request: &Map<String, Value>, answer: &Value
                 field("content") + field("reasoning_content") + field("refusal") + calls
             }
             Endpoint::Completions => choice.get("text").map_or(0, count_value),
-            Endpoint::Embeddings => 0,
+            Endpoint::Embeddings | Endpoint::Responses => 0,
         })
         .sum();
     Usage {
@@ -100,9 +112,12 @@ pub fn estimate(endpoint: Endpoint, request: &Map<String, Value>, answer: &Value
 
 /// Whether an answer reported usage the gateway can use.
 pub fn reported(answer: &Value) -> bool {
-    answer
-        .get("usage")
-        .is_some_and(|u| u.get("prompt_tokens").and_then(Value::as_u64).is_some())
+    // Chat and completions say prompt_tokens; the Responses API says input_tokens.
+    answer.get("usage").is_some_and(|u| {
+        ["prompt_tokens", "input_tokens"]
+            .iter()
+            .any(|field| u.get(field).and_then(Value::as_u64).is_some())
+    })
 }
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ impl Usage {
                 .and_then(Value::as_u64)
                 .unwrap_or(0)
         };
+        // The Responses API names them input_tokens / output_tokens.
         Self {
-            prompt_tokens: field("prompt_tokens"),
-            completion_tokens: field("completion_tokens"),
+            prompt_tokens: field("prompt_tokens").max(field("input_tokens")),
+            completion_tokens: field("completion_tokens").max(field("output_tokens")),
             estimated: false,
         }
     }

@@ -88,6 +88,10 @@ impl CachedAnswer {
         let list = match endpoint {
             Endpoint::ChatCompletions | Endpoint::Completions => "choices",
             Endpoint::Embeddings => "data",
+            Endpoint::Responses => {
+                super::responses::validate(&value)?;
+                return Ok(value);
+            }
         };
         if value.get("error").is_some_and(|e| !e.is_null()) {
             return Err(NotCacheable("body carries an error"));
@@ -106,6 +110,7 @@ impl CachedAnswer {
         let list = match endpoint {
             Endpoint::ChatCompletions | Endpoint::Completions => "choices",
             Endpoint::Embeddings => "data",
+            Endpoint::Responses => return super::responses::storable(value),
         };
         let items = value
             .get(list)
@@ -165,6 +170,8 @@ fn render_sse(endpoint: Endpoint, body: &[u8], include_usage: bool) -> Bytes {
         Endpoint::ChatCompletions => chat_events(&answer, include_usage),
         Endpoint::Completions => completion_events(&answer, include_usage),
         Endpoint::Embeddings => Vec::new(),
+        // Named events, no `[DONE]`: the Responses API's own framing.
+        Endpoint::Responses => return Bytes::from(super::responses::render_sse(&answer)),
     };
     let mut out = Vec::with_capacity(body.len() * 2);
     for event in events {

@@ -54,6 +54,7 @@ fn endpoint_code(e: Endpoint) -> u8 {
         Endpoint::ChatCompletions => 1,
         Endpoint::Completions => 2,
         Endpoint::Embeddings => 3,
+        Endpoint::Responses => 4,
     }
 }
 
@@ -62,6 +63,7 @@ fn endpoint_of(code: u8) -> Option<Endpoint> {
         1 => Endpoint::ChatCompletions,
         2 => Endpoint::Completions,
         3 => Endpoint::Embeddings,
+        4 => Endpoint::Responses,
         _ => return None,
     })
 }

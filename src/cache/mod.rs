@@ -9,6 +9,7 @@ mod flight;
 mod l1;
 mod recorder;
 mod redis;
+pub mod responses;
 mod sqlite;
 mod tiered;
 

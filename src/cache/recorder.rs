@@ -42,6 +42,8 @@ pub struct StreamRecorder {
     usage: Option<Value>,
     done: bool,
     poisoned: bool,
+    /// The Responses API: named events, the answer in `response.completed`.
+    responses: super::responses::ResponsesRecording,
 }
 
 fn append(slot: &mut Option<String>, piece: &str) {
@@ -59,6 +61,7 @@ impl StreamRecorder {
             usage: None,
             done: false,
             poisoned: false,
+            responses: Default::default(),
         }
     }
 
@@ -94,7 +97,10 @@ impl StreamRecorder {
                     data.push('\n');
                 }
                 data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
-            } else if line.starts_with("event:") && line.trim_end() != "event: message" {
+            } else if line.starts_with("event:")
+                && line.trim_end() != "event: message"
+                && self.endpoint != Endpoint::Responses
+            {
                 // Named events (errors, vendor extras) are not part of an answer.
                 self.poisoned = true;
                 return;
@@ -109,6 +115,13 @@ impl StreamRecorder {
         }
         if data.trim() == "[DONE]" {
             self.done = true;
+            return;
+        }
+        if self.endpoint == Endpoint::Responses {
+            match serde_json::from_str::<Value>(&data) {
+                Ok(event) if self.responses.event(&event).is_ok() => {}
+                _ => self.poisoned = true,
+            }
             return;
         }
         match serde_json::from_str::<Value>(&data) {
@@ -184,6 +197,10 @@ impl StreamRecorder {
 
     /// The complete answer, or `None` when the stream did not end cleanly with `[DONE]`.
     pub fn finish(self) -> Option<Value> {
+        if self.endpoint == Endpoint::Responses {
+            let clean = !self.poisoned && self.pending.iter().all(u8::is_ascii_whitespace);
+            return self.responses.completed.filter(|_| clean);
+        }
         if self.poisoned || !self.done || !self.pending.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
@@ -203,7 +220,7 @@ impl StreamRecorder {
                     })
                     .collect()
             }
-            Endpoint::Embeddings => return None,
+            Endpoint::Embeddings | Endpoint::Responses => return None,
         };
         answer.insert("choices".into(), Value::Array(choices));
         if let Some(usage) = self.usage {

@@ -35,6 +35,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/embeddings",
             post(cacheable::embeddings).fallback(proxy::forward),
         )
+        .route(
+            "/v1/responses",
+            post(cacheable::responses).fallback(proxy::forward),
+        )
         .route("/v1/{*rest}", any(proxy::forward))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

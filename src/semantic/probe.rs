@@ -53,7 +53,7 @@ pub fn probe(
             *prompt = Value::String(MARKER.into());
             text
         }
-        Endpoint::Embeddings => return None,
+        Endpoint::Embeddings | Endpoint::Responses => return None,
     };
     let text = text.trim();
     if text.is_empty() || text.chars().count() > max_chars {

@@ -17,6 +17,7 @@ mod integrity;
 mod isolation;
 mod proxy;
 mod regions;
+mod responses;
 mod secrets;
 mod semantic;
 mod shutdown;

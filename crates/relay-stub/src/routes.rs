@@ -277,3 +277,90 @@ fn sse(state: Arc<StubState>, behavior: Behavior, events: Vec<Value>) -> Respons
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
+
+/// The Responses API: a `response` object naming the input, or (`stream: true`) its
+/// event sequence with named events, ending with `response.completed`. With
+/// `finish_reason` set in the behavior the response is `incomplete` (cut short).
+pub(super) async fn responses(State(state): State<Arc<StubState>>, request: Request) -> Response {
+    let (behavior, body) = match intake(&state, request).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let n = state.total.load(Ordering::SeqCst);
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("stub");
+    let input = match body.get("input") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let text = format!("Stub response to: {input}");
+    let input_tokens = input.split_whitespace().count().max(1);
+    let output_tokens = text.split_whitespace().count();
+    let incomplete = behavior.finish_reason.is_some();
+    let response = json!({
+        "id": format!("resp_stub_{n}"), "object": "response", "created_at": now_secs(),
+        "status": if incomplete { "incomplete" } else { "completed" },
+        "incomplete_details": if incomplete { json!({"reason": "max_output_tokens"}) } else { Value::Null },
+        "model": model,
+        "previous_response_id": body.get("previous_response_id").cloned().unwrap_or(Value::Null),
+        "output": [{"type": "message", "id": format!("msg_stub_{n}"), "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                  "total_tokens": input_tokens + output_tokens},
+    });
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        return json_answer(&state, &response);
+    }
+    let mut opening = response.clone();
+    opening["status"] = json!("in_progress");
+    opening["output"] = json!([]);
+    opening["usage"] = Value::Null;
+    let item_id = format!("msg_stub_{n}");
+    let mut events = vec![
+        json!({"type": "response.created", "response": opening}),
+        json!({"type": "response.in_progress", "response": opening}),
+        json!({"type": "response.output_item.added", "output_index": 0,
+               "item": {"type": "message", "id": item_id, "status": "in_progress", "role": "assistant", "content": []}}),
+        json!({"type": "response.content_part.added", "item_id": item_id, "output_index": 0, "content_index": 0,
+               "part": {"type": "output_text", "text": "", "annotations": []}}),
+    ];
+    for word in text.split_inclusive(' ') {
+        events.push(
+            json!({"type": "response.output_text.delta", "item_id": item_id, "output_index": 0,
+                           "content_index": 0, "delta": word}),
+        );
+    }
+    events.push(
+        json!({"type": "response.output_text.done", "item_id": item_id, "output_index": 0,
+                       "content_index": 0, "text": text}),
+    );
+    events.push(
+        json!({"type": "response.content_part.done", "item_id": item_id, "output_index": 0,
+                       "content_index": 0, "part": response["output"][0]["content"][0]}),
+    );
+    events.push(json!({"type": "response.output_item.done", "output_index": 0, "item": response["output"][0]}));
+    let last = if incomplete {
+        "response.incomplete"
+    } else {
+        "response.completed"
+    };
+    events.push(json!({"type": last, "response": response}));
+    let frames = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut e)| {
+            e["sequence_number"] = json!(i);
+            format!(
+                "event: {}\ndata: {e}\n\n",
+                e["type"].as_str().unwrap_or_default()
+            )
+        })
+        .collect::<String>();
+    *lock(&state.last_sent) = frames.clone().into_bytes();
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from(frames))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use super::routes::{chat, completions, echo, embed, json_answer, models};
+use super::routes::{chat, completions, echo, embed, json_answer, models, responses};
 
 /// How the stub answers the next requests. The default answers normally at once.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -178,6 +178,7 @@ fn router(state: Arc<StubState>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embed))
+        .route("/v1/responses", post(responses))
         .route("/v1/models", get(models))
         .route("/v1/{*rest}", any(echo))
         .route(

@@ -253,11 +253,15 @@ impl Miss {
         .await
         .ok()?;
         if let serde_json::Value::Object(fields) = value {
+            let (input, output) = match endpoint {
+                Endpoint::Responses => ("input_tokens", "output_tokens"),
+                _ => ("prompt_tokens", "completion_tokens"),
+            };
             fields.insert(
                 "usage".into(),
                 serde_json::json!({
-                    "prompt_tokens": usage.prompt_tokens,
-                    "completion_tokens": usage.completion_tokens,
+                    input: usage.prompt_tokens,
+                    output: usage.completion_tokens,
                     "total_tokens": usage.prompt_tokens + usage.completion_tokens,
                 }),
             );

@@ -1,4 +1,5 @@
-//! The cacheable routes: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`.
+//! The cacheable routes: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
+//! `/v1/responses`.
 //!
 //! A request's life here is `handle_inner`, one phase a function:
 //! 1. `authenticate` (namespace + which key the relay sees);
@@ -50,6 +51,10 @@ pub async fn completions(State(state): State<AppState>, request: Request) -> Res
 
 pub async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
     handle(state, Endpoint::Embeddings, request).await
+}
+
+pub async fn responses(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, Endpoint::Responses, request).await
 }
 
 async fn handle(state: AppState, endpoint: Endpoint, request: Request) -> Response {
@@ -310,6 +315,7 @@ impl Ctx {
             relay_headers: request_headers_for_relay(&self.headers, self.caller.managed, true),
             relay_body: if request.stream
                 && !request.include_usage
+                && self.endpoint != Endpoint::Responses
                 && self.state.config.relay.stream_usage
             {
                 with_usage_requested(&request_body)

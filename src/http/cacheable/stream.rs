@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use super::mark_relayed;
 use super::miss::{Miss, settle};
 use crate::cache::{CachedAnswer, FlightGuard, FlightOutcome, StreamRecorder};
+use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::http::request_log::RequestLog;
 use crate::http::usage_strip::UsageStrip;
@@ -47,7 +48,9 @@ impl Miss {
         work.spawn(async move {
             let cut = self.state.cut.clone();
             let mut recorder = StreamRecorder::new(self.endpoint);
-            let mut strip = (!self.include_usage).then(UsageStrip::default);
+            // Chat and completions only: Responses events carry usage in their own shape.
+            let mut strip = (!self.include_usage && self.endpoint != Endpoint::Responses)
+                .then(UsageStrip::default);
             let mut client_gone = false;
             let mut failure = None;
             loop {
