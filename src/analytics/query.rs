@@ -388,3 +388,39 @@ mod tests {
         assert!(parse_group_by("tier;drop table").is_err());
     }
 }
+
+/// One of the cached answers that saved the most in a range.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TopEntry {
+    pub key_hash: String,
+    pub model: String,
+    pub hits: u64,
+    pub usd_saved: f64,
+}
+
+/// The `limit` keys whose hits saved the most dollars between `since_ms` and `until_ms`.
+pub fn top_entries(
+    conn: &Connection,
+    since_ms: u64,
+    until_ms: u64,
+    limit: u32,
+) -> rusqlite::Result<Vec<TopEntry>> {
+    let sql = format!(
+        "SELECT key_hash, min(model), sum({HIT}) AS hits, round(sum(saved_usd), 6) AS saved
+         FROM cache_events WHERE ts >= ?1 AND ts < ?2 AND key_hash != ''
+         GROUP BY key_hash HAVING hits > 0 ORDER BY saved DESC, hits DESC LIMIT ?3"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    stmt.query_map(
+        rusqlite::params![since_ms as i64, until_ms as i64, limit],
+        |r| {
+            Ok(TopEntry {
+                key_hash: r.get(0)?,
+                model: r.get(1)?,
+                hits: r.get::<_, i64>(2)? as u64,
+                usd_saved: r.get(3)?,
+            })
+        },
+    )?
+    .collect()
+}

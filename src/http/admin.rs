@@ -17,10 +17,39 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The dashboard's session cookie: a digest of the admin token (never the token itself),
+/// so rotating `ADMIN_TOKEN` signs every browser out.
+pub const SESSION_COOKIE: &str = "eg_admin";
+
+pub fn session_value(token: &str) -> String {
+    hex::encode(Sha256::digest(format!(
+        "edge-gateway admin session\0{token}"
+    )))
+}
+
+/// The session cookie's value, if the request carries one.
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
 pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.config.admin_token else {
         return Err(ApiError::AdminDisabled);
     };
+    if let Some(session) = session_cookie(headers) {
+        let expected: [u8; 32] = Sha256::digest(session_value(token.expose()).as_bytes()).into();
+        let presented: [u8; 32] = Sha256::digest(session.as_bytes()).into();
+        if constant_time_eq(&expected, &presented) {
+            return Ok(());
+        }
+    }
     // The scheme is case-insensitive (RFC 9110 §11.1), as for client keys.
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -83,6 +112,8 @@ pub struct AnalyticsParams {
     semantic: bool,
     max_disagreement: Option<f64>,
     answer_agreement: Option<f32>,
+    /// The `top` keys by dollars saved instead (the dashboard's table).
+    top: Option<u32>,
 }
 
 /// The `analytics` command's figures as JSON.
@@ -125,6 +156,24 @@ pub async fn analytics(
     // Rows still queued are part of the answer.
     state.analytics.writer.flush().await;
     let path = state.config.sqlite.path.clone();
+    if let Some(limit) = params.top {
+        let (since, until) = (request.since_ms, request.until_ms);
+        let limit = limit.clamp(1, 1_000);
+        return match tokio::task::spawn_blocking(move || {
+            let conn = crate::db::open_migrated(&path).map_err(|e| e.to_string())?;
+            crate::analytics::query::top_entries(&conn, since, until, limit)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        {
+            Ok(Ok(entries)) => {
+                Json(json!({"since_ms": since, "until_ms": until, "entries": entries}))
+                    .into_response()
+            }
+            Ok(Err(e)) => ApiError::Internal(e).into_response(),
+            Err(e) => ApiError::Internal(e.to_string()).into_response(),
+        };
+    }
     if params.semantic {
         let defaults = crate::analytics::Agreement::default();
         let agreement = crate::analytics::Agreement {

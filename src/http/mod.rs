@@ -5,6 +5,7 @@ mod admin;
 mod body;
 mod cache_control;
 mod cacheable;
+mod dashboard;
 mod guard;
 mod headers;
 mod health;
@@ -45,6 +46,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/admin/cache/purge", post(admin::purge))
         .route("/admin/analytics", get(admin::analytics))
+        .route("/admin/dashboard", get(dashboard::dashboard))
+        .route("/admin/dashboard/login", post(dashboard::login))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,

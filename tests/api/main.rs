@@ -7,6 +7,7 @@ mod analytics;
 mod auth;
 mod cache;
 mod cli;
+mod dashboard;
 mod deploy;
 mod errors;
 mod faults;
