@@ -230,7 +230,7 @@ fn check_config(config: &Config) -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
-    telemetry::init(&config.log);
+    let telemetry = telemetry::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -267,6 +267,8 @@ fn serve(config: Config) -> ExitCode {
             }
         }
         app.run_until(shutdown_signal()).await;
+        // Spans still batched go out before the process ends.
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
         ExitCode::SUCCESS
     })
 }

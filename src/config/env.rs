@@ -252,6 +252,11 @@ pub const ENV: &[EnvVar] = &[
         toml_key: "—",
         apply: None,
     },
+    EnvVar {
+        name: "OTEL_EXPORTER_OTLP_ENDPOINT",
+        toml_key: "—",
+        apply: None,
+    },
 ];
 
 /// The names in [`ENV`].

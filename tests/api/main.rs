@@ -16,6 +16,7 @@ mod hardening;
 mod health;
 mod integrity;
 mod isolation;
+mod otel;
 mod proxy;
 mod regions;
 mod responses;

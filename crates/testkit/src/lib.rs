@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod otlp;
 pub mod redis;
 
 /// How long anything a test waits for may take.

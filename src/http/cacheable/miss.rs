@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use tracing::Instrument;
 
 use super::{buffered_response, is_event_stream, mark_relayed};
 use crate::cache::{BufferedAnswer, CachedAnswer, FlightGuard, FlightOutcome, NotCacheable, Usage};
@@ -111,22 +112,25 @@ impl Miss {
         let mut task_log = log.hand_over();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let state = self.state.clone();
-        state.work.spawn(async move {
-            let state = self.state.clone();
-            let result = tokio::select! {
-                result = self.call(store, guard, x_cache, &mut task_log) => result,
-                () = state.cut.cancelled() => Err(ApiError::RelayTimeout(
-                    "the gateway shut down before the relay answered",
-                )),
-            };
-            let status = match &result {
-                Ok(response) => response.status(),
-                Err(error) => error.status(),
-            };
-            task_log.answered(status.as_u16());
-            drop(task_log); // the row (unless a stream task took it over)
-            let _ = tx.send(result); // the client may be gone: nothing is lost
-        });
+        state.work.spawn(
+            async move {
+                let state = self.state.clone();
+                let result = tokio::select! {
+                    result = self.call(store, guard, x_cache, &mut task_log) => result,
+                    () = state.cut.cancelled() => Err(ApiError::RelayTimeout(
+                        "the gateway shut down before the relay answered",
+                    )),
+                };
+                let status = match &result {
+                    Ok(response) => response.status(),
+                    Err(error) => error.status(),
+                };
+                task_log.answered(status.as_u16());
+                drop(task_log); // the row (unless a stream task took it over)
+                let _ = tx.send(result); // the client may be gone: nothing is lost
+            }
+            .in_current_span(),
+        );
         rx.await
             .unwrap_or_else(|_| Err(ApiError::Internal("the relay task ended early".into())))
     }
@@ -159,6 +163,7 @@ impl Miss {
             }
         };
         log.relay_region = Some(relay.region.clone());
+        tracing::Span::current().record("relay.region", &*relay.region);
         if relay.status == StatusCode::OK && self.stream && is_event_stream(&relay.headers) {
             // The stream's task records the row, with the usage the stream reports.
             return Ok(self.stream_through(relay, store, guard, x_cache, log.hand_over()));

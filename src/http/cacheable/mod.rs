@@ -18,6 +18,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use tracing::Instrument;
 
 use crate::analytics::Outcome;
 use crate::auth::Caller;
@@ -58,11 +59,24 @@ pub async fn responses(State(state): State<AppState>, request: Request) -> Respo
 }
 
 async fn handle(state: AppState, endpoint: Endpoint, request: Request) -> Response {
+    let span = crate::telemetry::request_span("POST", endpoint.path(), request.headers());
     let mut log = RequestLog::new(&state, endpoint);
     let response = handle_inner(state, endpoint, request, &mut log)
+        .instrument(span.clone())
         .await
         .unwrap_or_else(IntoResponse::into_response);
     log.answered(response.status().as_u16());
+    if !span.is_none() {
+        span.record("cache.tier", log.tier.as_str());
+        span.record("namespace", &*log.namespace);
+        span.record("http.response.status_code", response.status().as_u16());
+        if let Some(key) = log.key {
+            span.record("cache.key_prefix", &key.to_hex()[..16]);
+        }
+        if let Some(region) = &log.relay_region {
+            span.record("relay.region", &**region);
+        }
+    }
     response
 }
 

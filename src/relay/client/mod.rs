@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use bytes::Bytes;
 use futures_util::Stream;
+use tracing::Instrument;
 
 use super::body::{idle_limited, map_reqwest_error};
 use super::breaker::{Breaker, BreakerState, Transition};
@@ -242,9 +243,15 @@ impl Relay {
             } else {
                 None
             };
+            let span = crate::telemetry::attempt_span(&region.name, attempt);
+            crate::telemetry::inject(&span, &mut attempt_headers);
             let result = self
                 .attempt(region, method.clone(), url, attempt_headers, body.clone())
+                .instrument(span.clone())
                 .await;
+            if let Ok(response) = &result {
+                span.record("http.response.status_code", response.status.as_u16());
+            }
             let verdict = self.judge(
                 region,
                 key,
