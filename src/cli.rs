@@ -63,7 +63,7 @@ pub struct AnalyticsArgs {
     /// End of the range (exclusive), same forms; default now.
     #[arg(long)]
     pub until: Option<String>,
-    /// Comma-separated groups: tier, model, region, endpoint, namespace, day.
+    /// Comma-separated groups: tier, model, region, endpoint, namespace, day, similarity.
     #[arg(long, default_value = "tier")]
     pub group_by: String,
     #[arg(long, value_enum, default_value = "table")]

@@ -19,6 +19,8 @@ pub enum Dimension {
     Endpoint,
     Namespace,
     Day,
+    /// Semantic hits' similarity to two decimals (empty for every other row).
+    Similarity,
 }
 
 impl Dimension {
@@ -30,9 +32,10 @@ impl Dimension {
             "endpoint" => Self::Endpoint,
             "namespace" => Self::Namespace,
             "day" => Self::Day,
+            "similarity" => Self::Similarity,
             other => {
                 return Err(format!(
-                    "unknown group {other:?}: use tier, model, region, endpoint, namespace or day"
+                    "unknown group {other:?}: use tier, model, region, endpoint, namespace, day or similarity"
                 ));
             }
         })
@@ -46,12 +49,16 @@ impl Dimension {
             Self::Endpoint => "endpoint",
             Self::Namespace => "namespace",
             Self::Day => "day",
+            Self::Similarity => "similarity",
         }
     }
 
     fn sql(self) -> &'static str {
         match self {
             Self::Day => "date(ts / 1000, 'unixepoch')",
+            Self::Similarity => {
+                "CASE WHEN similarity IS NULL THEN NULL ELSE printf('%.2f', similarity) END"
+            }
             other => other.name(),
         }
     }

@@ -94,11 +94,13 @@ async fn fixture(app: &TestApp) {
         let hit = !matches!(tier, "miss" | "bypass");
         conn.execute(
             "INSERT INTO cache_events (ts, region, endpoint, namespace, model, tier, status, key_hash,
-                 prompt_tokens, completion_tokens, latency_ms, relay_region, cost_usd, saved_usd)
-             VALUES (?1, ?2, 'chat.completions', ?3, ?4, ?5, 200, ?6, ?7, ?8, ?9, NULL, ?10, ?11)",
+                 prompt_tokens, completion_tokens, latency_ms, relay_region, cost_usd, saved_usd,
+                 similarity)
+             VALUES (?1, ?2, 'chat.completions', ?3, ?4, ?5, 200, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?12)",
             rusqlite::params![
                 ts, region, namespace, model, tier, format!("{:016x}", (next(40) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)).repeat(4), p, c,
-                if hit { 0.4 } else { 900.0 }, if hit { 0.0 } else { price }, if hit { price } else { 0.0 }
+                if hit { 0.4 } else { 900.0 }, if hit { 0.0 } else { price }, if hit { price } else { 0.0 },
+                (tier == "semantic").then(|| 0.85 + next(14) as f64 / 100.0)
             ],
         )
         .unwrap();
@@ -122,7 +124,7 @@ async fn the_dashboard_asks_the_token_once_and_draws_the_analytics_figures() {
         "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1100"]
+                     "--window-size=1280,1750"]
         }
     }))
     .unwrap();
@@ -229,6 +231,29 @@ async fn the_dashboard_asks_the_token_once_and_draws_the_analytics_figures() {
     );
     let top = text("top-entries").await;
     assert!(top.lines().count() >= 3, "{top}");
+    // Semantic hits by similarity, as the API groups them.
+    let api = app
+        .client
+        .get(app.url("/admin/analytics?since=7d&group_by=similarity"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    let api: Value = serde_json::from_slice(&api.bytes().await.unwrap()).unwrap();
+    let semantic = text("semantic").await;
+    for row in api["rows"].as_array().unwrap() {
+        if let Some(similarity) = row["group"]["similarity"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+        {
+            assert!(semantic.contains(similarity), "{similarity} in {semantic}");
+        }
+    }
+    assert!(semantic.lines().count() >= 2, "{semantic}");
+    assert!(
+        !semantic.lines().any(|l| l.starts_with("0.00 ")),
+        "rows without a similarity are not a bucket: {semantic}"
+    );
 
     // The session: HttpOnly and SameSite=Strict, holding no token.
     let cookies = browser.get_all_cookies().await.unwrap();
