@@ -56,17 +56,7 @@ fn analytics(config: &Config, args: &AnalyticsArgs) -> ExitCode {
             request.until_ms,
             agreement,
         ) {
-            Ok(report) => {
-                match args.format {
-                    Format::Table => print!("{}", report.to_table()),
-                    Format::Csv => print!("{}", report.to_csv()),
-                    Format::Json => println!(
-                        "{}",
-                        serde_json::to_string_pretty(&report).unwrap_or_default()
-                    ),
-                }
-                ExitCode::SUCCESS
-            }
+            Ok(report) => print_report(args.format, &report, report.to_table(), report.to_csv()),
             Err(e) => {
                 eprintln!("edge-gateway analytics --semantic: {e}");
                 ExitCode::FAILURE
@@ -74,22 +64,30 @@ fn analytics(config: &Config, args: &AnalyticsArgs) -> ExitCode {
         };
     }
     match report::local_report(&config.sqlite.path, &request) {
-        Ok(report) => {
-            match args.format {
-                Format::Table => print!("{}", report.to_table()),
-                Format::Csv => print!("{}", report.to_csv()),
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                ),
-            }
-            ExitCode::SUCCESS
-        }
+        Ok(report) => print_report(args.format, &report, report.to_table(), report.to_csv()),
         Err(e) => {
             eprintln!("edge-gateway analytics: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a report in the asked format (table and CSV rendered by the caller).
+fn print_report(
+    format: Format,
+    report: &impl serde::Serialize,
+    table: String,
+    csv: String,
+) -> ExitCode {
+    match format {
+        Format::Table => print!("{table}"),
+        Format::Csv => print!("{csv}"),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        ),
+    }
+    ExitCode::SUCCESS
 }
 
 fn global_analytics(config: &Config, request: &report::Request, format: Format) -> ExitCode {

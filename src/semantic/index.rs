@@ -479,10 +479,8 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_large_partition_uses_the_graph_and_still_finds_the_exact_entry() {
-        let index = Index::new(10 * GRAPH_FROM);
-        let vectors = pseudo_random_vectors(GRAPH_FROM + 100, 32);
+    /// Entry `i` of `vectors` under key `i`, created at `i` ms.
+    fn fill(index: &Index, vectors: &[Arc<[f32]>]) {
         for (i, v) in vectors.iter().enumerate() {
             let mut key = [0u8; 32];
             key[..8].copy_from_slice(&(i as u64).to_le_bytes());
@@ -493,11 +491,18 @@ mod tests {
                     namespace: Arc::from("ns"),
                     text: Arc::from(""),
                     vector: v.clone(),
-                    created_ms: 0,
+                    created_ms: i as u64,
                     expires_ms: u64::MAX,
                 }),
             );
         }
+    }
+
+    #[test]
+    fn a_large_partition_uses_the_graph_and_still_finds_the_exact_entry() {
+        let index = Index::new(10 * GRAPH_FROM);
+        let vectors = pseudo_random_vectors(GRAPH_FROM + 100, 32);
+        fill(&index, &vectors);
         assert!(index.read().partitions[&P].graph.is_some());
         let mut exact = 0;
         for (i, v) in vectors.iter().enumerate().step_by(97) {
@@ -520,21 +525,7 @@ mod tests {
     fn compaction_keeps_live_entries_and_drops_tombstones() {
         let index = Index::new(1_000);
         let vectors = pseudo_random_vectors(300, 16);
-        for (i, v) in vectors.iter().enumerate() {
-            let mut key = [0u8; 32];
-            key[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            index.insert(
-                P,
-                Arc::new(Entry {
-                    key: CacheKey(key),
-                    namespace: Arc::from("ns"),
-                    text: Arc::from(""),
-                    vector: v.clone(),
-                    created_ms: i as u64,
-                    expires_ms: u64::MAX,
-                }),
-            );
-        }
+        fill(&index, &vectors);
         index.purge(None, 199);
         assert_eq!(index.len(), 100);
         assert_eq!(index.compact(), 1);
