@@ -75,11 +75,28 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     let conn = Connection::open(path).map_err(wrap)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(wrap)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(wrap)?;
+    set_wal(&conn).map_err(wrap)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(wrap)?;
     Ok(conn)
+}
+
+/// Switches the file to WAL. The switch needs the file to itself, and SQLite answers
+/// `SQLITE_BUSY` at once (no busy handler) while another connection is creating or
+/// migrating it: retried for up to the busy timeout.
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Applies the migrations not yet applied; returns the names of those it applied.
