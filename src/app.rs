@@ -107,7 +107,7 @@ impl App {
     /// requests, at most the configured grace period.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
-        let router = crate::http::router(self.state.clone());
+        let dispatch = crate::http::Dispatch::new(self.state.clone());
         let server = &self.state.config.server;
         let limits = crate::server::ServeLimits {
             max_connections: crate::server::fitting_cap(server.max_connections),
@@ -118,7 +118,7 @@ impl App {
         let draining = CancellationToken::new();
         let serve = crate::server::serve(
             self.listener,
-            router,
+            dispatch,
             limits,
             self.state.metrics.connections(),
             draining.clone(),

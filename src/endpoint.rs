@@ -11,6 +11,23 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    pub const ALL: [Self; 4] = [
+        Self::ChatCompletions,
+        Self::Completions,
+        Self::Embeddings,
+        Self::Responses,
+    ];
+
+    /// Position in [`Endpoint::ALL`] (for per-route tables).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The cacheable endpoint a `POST` to `path` reaches.
+    pub fn from_path(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.path() == path)
+    }
+
     /// The route as clients call it.
     pub fn path(self) -> &'static str {
         match self {
@@ -41,13 +58,6 @@ impl Endpoint {
     }
 
     pub fn from_label(label: &str) -> Option<Self> {
-        [
-            Self::ChatCompletions,
-            Self::Completions,
-            Self::Embeddings,
-            Self::Responses,
-        ]
-        .into_iter()
-        .find(|e| e.as_str() == label)
+        Self::ALL.into_iter().find(|e| e.as_str() == label)
     }
 }

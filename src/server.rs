@@ -20,16 +20,19 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::body::Body;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::Service;
 
+use crate::auth::ConnAuth;
+use crate::http::Dispatch;
 use crate::metrics::ConnMetrics;
 
 /// What the accept loop enforces (from `server.*`).
@@ -126,6 +129,33 @@ impl Drop for Busy {
     }
 }
 
+/// A response body that keeps its connection busy until its last byte is sent (or it is
+/// dropped). A plain wrapper, not another boxed body: one allocation less per request.
+struct Tracked {
+    body: Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// File descriptors kept for everything but client connections: relay and Redis
 /// connections, the SQLite files, logs.
 const RESERVED_FDS: u64 = 256;
@@ -169,11 +199,11 @@ pub fn fitting_cap(configured: usize) -> usize {
     configured
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled and every connection has
+/// Serves `dispatch` on `listener` until `shutdown` is cancelled and every connection has
 /// closed.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    dispatch: Dispatch,
     limits: ServeLimits,
     metrics: ConnMetrics,
     shutdown: CancellationToken,
@@ -205,8 +235,8 @@ pub async fn serve(
         }
         let _ = stream.set_nodelay(true);
         let (id, conn) = registry.insert();
-        let (router, registry, metrics, shutdown, http) = (
-            router.clone(),
+        let (dispatch, registry, metrics, shutdown, http) = (
+            dispatch.clone(),
             registry.clone(),
             metrics.clone(),
             shutdown.clone(),
@@ -216,21 +246,14 @@ pub async fn serve(
             metrics.open.inc();
             let service = {
                 let conn = conn.clone();
+                let auth = Arc::new(ConnAuth::default());
                 hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                     let busy = Busy::new(conn.clone());
-                    let mut router = router.clone();
+                    let (dispatch, auth) = (dispatch.clone(), auth.clone());
                     async move {
-                        let response = match router.call(request.map(Body::new)).await {
-                            Ok(response) => response,
-                            Err(never) => match never {},
-                        };
+                        let response = dispatch.call(request.map(Body::new), &auth).await;
                         // The connection stays busy until the body's last byte is sent.
-                        Ok::<_, Infallible>(response.map(|body| {
-                            Body::new(body.map_err(move |e| {
-                                let _busy = &busy;
-                                e
-                            }))
-                        }))
+                        Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
                     }
                 })
             };

@@ -174,10 +174,7 @@ impl AppState {
 
     /// Counts one cacheable request by how it was answered.
     pub fn count(&self, endpoint: Endpoint, tier: &str) {
-        self.metrics
-            .cache_requests
-            .with_label_values(&[endpoint.as_str(), tier])
-            .inc();
+        self.metrics.resolved.cache_request(endpoint, tier);
     }
 
     pub fn readiness(&self) -> Readiness {

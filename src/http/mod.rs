@@ -6,6 +6,7 @@ mod body;
 mod cache_control;
 mod cacheable;
 mod dashboard;
+mod dispatch;
 mod guard;
 mod headers;
 mod health;
@@ -20,6 +21,7 @@ use axum::routing::{any, get, post};
 use crate::state::AppState;
 
 pub use body::{read_body, read_limited};
+pub use dispatch::Dispatch;
 pub use headers::*;
 
 pub fn router(state: AppState) -> Router {

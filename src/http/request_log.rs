@@ -39,9 +39,10 @@ pub struct RequestLog {
 const CLIENT_GONE: u16 = 499;
 
 impl RequestLog {
-    pub fn new(state: &AppState, endpoint: Endpoint) -> Self {
+    /// The log of a request that arrived at `started`.
+    pub fn new(state: &AppState, endpoint: Endpoint, started: Instant) -> Self {
         Self {
-            started: Instant::now(),
+            started,
             endpoint,
             namespace: Arc::from(""),
             model: Arc::from(""),

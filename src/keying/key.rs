@@ -24,14 +24,18 @@ impl CacheKey {
         Some(Self(bytes))
     }
 
+    /// The hex digits without allocating.
+    pub fn hex_bytes(&self) -> [u8; 64] {
+        let mut buf = [0u8; 64];
+        // 32 bytes always fit 64 digits; the error cannot happen.
+        let _ = hex::encode_to_slice(self.0, &mut buf);
+        buf
+    }
+
     /// The `x-cache-key` header value.
     pub fn header_value(&self) -> HeaderValue {
-        let mut buf = [0u8; 64];
         // Hex digits are always valid header bytes; the fallback cannot happen.
-        match hex::encode_to_slice(self.0, &mut buf) {
-            Ok(()) => HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("")),
-            Err(_) => HeaderValue::from_static(""),
-        }
+        HeaderValue::from_bytes(&self.hex_bytes()).unwrap_or(HeaderValue::from_static(""))
     }
 }
 

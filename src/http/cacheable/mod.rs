@@ -12,6 +12,7 @@
 //!    it arrives and stored only when complete.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use crate::analytics::Outcome;
-use crate::auth::Caller;
+use crate::auth::{Caller, ConnAuth};
 use crate::cache::{
     BufferedAnswer, CachedAnswer, Fingerprint, FlightOutcome, Join, KnownRequest, Tier, wait,
 };
@@ -43,25 +44,61 @@ use crate::state::AppState;
 use miss::{Miss, with_usage_requested};
 
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Endpoint::ChatCompletions, request).await
+    handle(
+        state,
+        Endpoint::ChatCompletions,
+        request,
+        Instant::now(),
+        &ConnAuth::default(),
+    )
+    .await
 }
 
 pub async fn completions(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Endpoint::Completions, request).await
+    handle(
+        state,
+        Endpoint::Completions,
+        request,
+        Instant::now(),
+        &ConnAuth::default(),
+    )
+    .await
 }
 
 pub async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Endpoint::Embeddings, request).await
+    handle(
+        state,
+        Endpoint::Embeddings,
+        request,
+        Instant::now(),
+        &ConnAuth::default(),
+    )
+    .await
 }
 
 pub async fn responses(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Endpoint::Responses, request).await
+    handle(
+        state,
+        Endpoint::Responses,
+        request,
+        Instant::now(),
+        &ConnAuth::default(),
+    )
+    .await
 }
 
-async fn handle(state: AppState, endpoint: Endpoint, request: Request) -> Response {
+/// Serves one request that arrived at `started` on a connection whose last caller `conn`
+/// remembers.
+pub(in crate::http) async fn handle(
+    state: AppState,
+    endpoint: Endpoint,
+    request: Request,
+    started: Instant,
+    conn: &ConnAuth,
+) -> Response {
     let span = crate::telemetry::request_span("POST", endpoint.path(), request.headers());
-    let mut log = RequestLog::new(&state, endpoint);
-    let response = handle_inner(state, endpoint, request, &mut log)
+    let mut log = RequestLog::new(&state, endpoint, started);
+    let response = handle_inner(state, endpoint, request, conn, &mut log)
         .instrument(span.clone())
         .await
         .unwrap_or_else(IntoResponse::into_response);
@@ -112,10 +149,11 @@ async fn handle_inner(
     state: AppState,
     endpoint: Endpoint,
     request: Request,
+    conn: &ConnAuth,
     log: &mut RequestLog,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let caller = authenticate(&state, &parts.headers, log)?;
+    let caller = authenticate(&state, &parts.headers, conn, log)?;
     let cx = read(state, endpoint, parts.headers, caller, body, log).await?;
     if let Some(hit) = fast_path(&cx, log).await {
         return Ok(hit);
@@ -145,9 +183,10 @@ async fn handle_inner(
 fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
+    conn: &ConnAuth,
     log: &mut RequestLog,
 ) -> Result<Caller, ApiError> {
-    let caller = state.auth.authenticate(headers)?;
+    let caller = state.auth.authenticate_on(headers, conn)?;
     log.namespace = caller.namespace.clone();
     if !state.limits.exempt_cache_hits {
         state.rate_limit(&caller.namespace)?;
