@@ -103,7 +103,7 @@ impl TieredCache {
                     let answer = Arc::new(answer);
                     self.l1.insert(*key, answer.clone()).await;
                     // Keep the local fallback warm with what other regions stored.
-                    self.sqlite.put(*key, answer.clone());
+                    self.sqlite.keep_warm(*key, answer.clone());
                     return Some((answer, Tier::Redis));
                 }
                 // Redis answered: it is the shared truth, SQLite is not consulted.

@@ -75,6 +75,8 @@ struct Inner {
     probe_interval: Duration,
     prefix: String,
     calls: prometheus::IntCounterVec,
+    /// `calls{op="get",outcome="ok"}`, resolved on first use.
+    get_ok: std::sync::OnceLock<prometheus::IntCounter>,
     /// Bodies above this are neither stored nor read back.
     max_entry_bytes: usize,
     /// Values not served, by reason (`cache_rejected_total{tier="redis"}`).
@@ -145,6 +147,7 @@ impl RedisTier {
                 probe_interval: Duration::from_millis(config.probe_interval_ms),
                 prefix: config.key_prefix.clone(),
                 calls,
+                get_ok: std::sync::OnceLock::new(),
                 max_entry_bytes,
                 rejected,
                 slots: matches!(target, Target::Cluster(_)).then(SlotHealth::new),
@@ -298,7 +301,17 @@ impl RedisTier {
         F: FnOnce(Connection) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
     {
-        let count = |outcome: &str| self.inner.calls.with_label_values(&[op, outcome]).inc();
+        let count = |outcome: &str| {
+            if op == "get" && outcome == "ok" {
+                // The Redis hit's counter, resolved once.
+                self.inner
+                    .get_ok
+                    .get_or_init(|| self.inner.calls.with_label_values(&["get", "ok"]))
+                    .inc();
+            } else {
+                self.inner.calls.with_label_values(&[op, outcome]).inc();
+            }
+        };
         if !self.is_up() {
             count("skipped_down");
             return Err(RedisUnavailable::Down);

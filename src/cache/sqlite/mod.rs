@@ -5,7 +5,7 @@
 //! only for keys the tier holds: an in-memory set of its keys (32 bytes each) answers
 //! "not here" for every other miss without leaving the async runtime.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -38,10 +38,11 @@ enum WriteOp {
     Flush(oneshot::Sender<()>),
 }
 
-/// The keys present in the table (possibly a few more: a false "maybe" costs one read).
-type KnownKeys = Arc<Mutex<HashSet<CacheKey>>>;
+/// The keys present in the table (possibly a few more: a false "maybe" costs one read),
+/// each with the expiry of the entry last written for it.
+type KnownKeys = Arc<Mutex<HashMap<CacheKey, u64>>>;
 
-fn lock_keys(keys: &KnownKeys) -> std::sync::MutexGuard<'_, HashSet<CacheKey>> {
+fn lock_keys(keys: &KnownKeys) -> std::sync::MutexGuard<'_, HashMap<CacheKey, u64>> {
     keys.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -102,7 +103,7 @@ impl SqliteTier {
     }
 
     pub async fn get(&self, key: CacheKey) -> Option<CachedAnswer> {
-        if !lock_keys(&self.known).contains(&key) {
+        if !lock_keys(&self.known).contains_key(&key) {
             return None;
         }
         let reader = self.reader.clone();
@@ -125,13 +126,23 @@ impl SqliteTier {
 
     /// Queues the entry; never blocks. A full queue drops the write (counted).
     pub fn put(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
+        let expires_at_ms = answer.expires_at_ms;
         match self.writes.try_send(WriteOp::Put(key, answer)) {
             Ok(()) => {
-                lock_keys(&self.known).insert(key);
+                lock_keys(&self.known).insert(key, expires_at_ms);
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Keeps the local fallback warm with an entry found in Redis: written unless this
+    /// very entry (same key, same expiry) was written already. Without the check every
+    /// Redis hit that L1 could not keep rewrote its row, a write per hit.
+    pub fn keep_warm(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
+        if lock_keys(&self.known).get(&key) != Some(&answer.expires_at_ms) {
+            self.put(key, answer);
         }
     }
 
@@ -170,11 +181,17 @@ impl SqliteTier {
     }
 }
 
-fn load_keys(conn: &Connection) -> rusqlite::Result<HashSet<CacheKey>> {
-    let mut stmt = conn.prepare("SELECT key FROM cache_entries WHERE expires_at_ms > ?1")?;
+fn load_keys(conn: &Connection) -> rusqlite::Result<HashMap<CacheKey, u64>> {
+    let mut stmt =
+        conn.prepare("SELECT key, expires_at_ms FROM cache_entries WHERE expires_at_ms > ?1")?;
     let keys = stmt
-        .query_map([now_ms() as i64], |row| row.get::<_, String>(0))?
-        .filter_map(|k| k.ok().and_then(|k| CacheKey::from_hex(&k)))
+        .query_map([now_ms() as i64], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })?
+        .filter_map(|row| {
+            let (key, expires) = row.ok()?;
+            Some((CacheKey::from_hex(&key)?, u64::try_from(expires).ok()?))
+        })
         .collect();
     Ok(keys)
 }
@@ -236,6 +253,51 @@ mod tests {
             &serde_json::json!({"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 2}}),
             ttl,
         ))
+    }
+
+    #[tokio::test]
+    async fn keeping_warm_writes_an_entry_once_and_a_new_one_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let tier = SqliteTier::open(&path, u64::MAX, Duration::from_secs(60)).unwrap();
+        // Counts every row written to cache_entries, however it is written.
+        let counter = db::open(&path).unwrap();
+        counter
+            .execute_batch(
+                "CREATE TABLE writes (n INTEGER);
+                 INSERT INTO writes VALUES (0);
+                 CREATE TRIGGER w1 AFTER INSERT ON cache_entries BEGIN UPDATE writes SET n = n + 1; END;
+                 CREATE TRIGGER w2 AFTER UPDATE ON cache_entries BEGIN UPDATE writes SET n = n + 1; END;",
+            )
+            .unwrap();
+        let writes = || -> i64 {
+            counter
+                .query_row("SELECT n FROM writes", [], |r| r.get(0))
+                .unwrap()
+        };
+        let key = CacheKey([7; 32]);
+        let first = entry("acme", 10, Duration::from_secs(60));
+        for _ in 0..5 {
+            tier.keep_warm(key, first.clone()); // five Redis hits on the same entry
+        }
+        tier.flush().await;
+        assert_eq!(writes(), 1, "the same entry is written once");
+        let renewed = Arc::new(CachedAnswer::restore(
+            first.endpoint,
+            first.namespace.clone(),
+            first.model.clone(),
+            first.body.clone(),
+            first.usage,
+            first.expires_at_ms + 1_000,
+        ));
+        tier.keep_warm(key, renewed.clone());
+        tier.keep_warm(key, renewed);
+        tier.flush().await;
+        assert_eq!(writes(), 2, "a new entry for the key is written");
+        tier.purge(None).await.unwrap();
+        tier.keep_warm(key, first);
+        tier.flush().await;
+        assert_eq!(writes(), 3, "after a purge it is written again");
     }
 
     #[tokio::test]
