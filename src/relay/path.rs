@@ -15,30 +15,53 @@ fn bad_path() -> ApiError {
     }
 }
 
-/// `base` + `suffix` (the part after `/v1`, with its query), refused unless it stays
-/// under `base`'s path.
-pub fn relay_url(base: &str, suffix: &str) -> Result<reqwest::Url, ApiError> {
-    let path = suffix.split_once('?').map_or(suffix, |(p, _)| p);
-    if !is_safe_path(path) {
-        return Err(bad_path());
-    }
-    let url = reqwest::Url::parse(&format!("{base}{suffix}")).map_err(|_| bad_path())?;
-    let base_path = reqwest::Url::parse(base)
-        .map_err(|_| ApiError::Internal("relay base URL does not parse".into()))?
-        .path()
-        .trim_end_matches('/')
-        .to_owned();
-    let inside = url.path() == base_path
-        || url
+/// A region's base URL and its path, parsed once (every relay call parsed the base again
+/// to learn its path: a URL parse per call on the miss path).
+#[derive(Debug)]
+pub struct RelayBase {
+    url: String,
+    path: String,
+}
+
+impl RelayBase {
+    pub fn new(base: &str) -> Result<Self, ApiError> {
+        let url = base.trim_end_matches('/').to_owned();
+        let path = reqwest::Url::parse(&url)
+            .map_err(|_| ApiError::Internal("relay base URL does not parse".into()))?
             .path()
-            .strip_prefix(base_path.as_str())
-            .is_some_and(|rest| rest.starts_with('/'));
-    if inside { Ok(url) } else { Err(bad_path()) }
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(Self { url, path })
+    }
+
+    /// The base URL as configured, without a trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// `self` + `suffix`, refused unless it stays under the base's path.
+    pub fn join(&self, suffix: &str) -> Result<reqwest::Url, ApiError> {
+        let path = suffix.split_once('?').map_or(suffix, |(p, _)| p);
+        if !is_safe_path(path) {
+            return Err(bad_path());
+        }
+        let url = reqwest::Url::parse(&format!("{}{suffix}", self.url)).map_err(|_| bad_path())?;
+        let inside = url.path() == self.path
+            || url
+                .path()
+                .strip_prefix(self.path.as_str())
+                .is_some_and(|rest| rest.starts_with('/'));
+        if inside { Ok(url) } else { Err(bad_path()) }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn relay_url(base: &str, suffix: &str) -> Result<reqwest::Url, ApiError> {
+        RelayBase::new(base)?.join(suffix)
+    }
 
     #[test]
     fn paths_stay_under_the_base() {

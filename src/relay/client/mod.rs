@@ -35,7 +35,7 @@ use super::body::{idle_limited, map_reqwest_error};
 use super::breaker::{Breaker, BreakerState, Transition};
 use super::keys::{KeyPool, retry_after};
 use super::latency::PeakEwma;
-use super::path::relay_url;
+use super::path::RelayBase;
 use super::picker::SmoothWeighted;
 use crate::config::{Config, RetryConfig};
 use crate::error::ApiError;
@@ -62,7 +62,7 @@ const LATENCY_DECAY: Duration = Duration::from_secs(10);
 
 pub struct Region {
     pub name: Arc<str>,
-    base: Arc<str>,
+    base: RelayBase,
     weight: u32,
     pub backup: bool,
     pub breaker: Breaker,
@@ -117,7 +117,7 @@ impl Relay {
                 Ok(Region {
                     weight: config.region_weight(&r),
                     name: Arc::from(r.name.as_str()),
-                    base: r.url.trim_end_matches('/').into(),
+                    base: RelayBase::new(&r.url).map_err(|e| e.to_string())?,
                     backup: r.backup,
                     breaker: Breaker::new(&relay.health),
                     keys: Arc::new(KeyPool::new(&r.keys)?),
@@ -223,7 +223,7 @@ impl Relay {
                 break;
             };
             let region = &self.regions[i];
-            let url = relay_url(&region.base, suffix)?;
+            let url = region.base.join(suffix)?;
             let mut attempt_headers = headers.clone();
             let key = if self.managed {
                 let any_usable = self

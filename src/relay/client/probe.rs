@@ -15,7 +15,7 @@ impl Relay {
     pub(super) fn spawn_key_check(&self, region: &Region, index: usize, key: HeaderValue) {
         let request = self
             .http
-            .get(format!("{}/models", region.base))
+            .get(format!("{}/models", region.base.as_str()))
             .timeout(self.probe_timeout)
             .header(header::AUTHORIZATION, key);
         let (keys, name, revoked) = (
@@ -74,7 +74,7 @@ impl Relay {
     pub(super) async fn probe(&self, region: &Region) {
         let mut request = self
             .http
-            .get(format!("{}/models", region.base))
+            .get(format!("{}/models", region.base.as_str()))
             .timeout(self.probe_timeout);
         if self.managed
             && let Some((_, key)) = region.keys.next(Instant::now(), true)
