@@ -6,25 +6,6 @@
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
-/// How much less the writer threads weigh than the request workers for the scheduler
-/// (a nice value; 0 is the workers'). A writer that wakes with a batch used to run its
-/// whole transaction (a millisecond and more at saturation) while requests on the same
-/// core waited: the gateway's p99. At nice 5 the kernel lets a runnable worker go first
-/// but still gives a busy writer a quarter of a contended core, more than the ~15% it
-/// needs at saturation, so nothing queues up or drops (bench/RESULTS.md).
-const WRITER_NICE: i32 = 5;
-
-/// Lowers the calling thread's priority to [`WRITER_NICE`] (Linux: nice is per thread).
-/// Best effort: a failure leaves it as it was.
-pub fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority only reads its integer arguments; gettid cannot fail.
-    unsafe {
-        let tid = libc::gettid();
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, WRITER_NICE);
-    }
-}
-
 /// While items keep coming, the queue is drained this often. Each drain is one
 /// transaction, whose commit costs about the same for 20 rows as for 2,000: at 2k
 /// requests/s a 10 ms drain spent 12 µs of CPU per analytics row, 50 ms spends 4–5 µs
@@ -41,7 +22,6 @@ pub fn run_batches<T>(
     mut on_batch: impl FnMut(Vec<T>),
     mut on_idle: impl FnMut(),
 ) {
-    lower_priority();
     loop {
         let first = match receiver.recv_timeout(idle_tick) {
             Ok(item) => item,

@@ -191,10 +191,11 @@ impl WriterState {
         }
         // Rows go to the file at the path, even if it was deleted or replaced.
         self.file.reopen_if_stale("analytics");
-        let mut ok = insert(&mut self.file.conn, &self.region, &events);
+        let polite = events.len() < BATCH;
+        let mut ok = insert(&mut self.file.conn, &self.region, &events, polite);
         if ok.is_err() && self.file.reopen().is_ok() {
             // A reopened connection may succeed where the old one failed.
-            ok = insert(&mut self.file.conn, &self.region, &events);
+            ok = insert(&mut self.file.conn, &self.region, &events, polite);
         }
         if let Err(e) = super::shadow::insert(&mut self.file.conn, &self.region, &shadows) {
             tracing::warn!(error = %e, rows = shadows.len(), "semantic shadow rows not written");
@@ -259,7 +260,12 @@ fn count_batch(result: rusqlite::Result<()>, count: u64, counters: &Counters, fa
 /// Rows per INSERT statement: one statement step per 64 rows instead of per row.
 const ROWS_PER_STATEMENT: usize = 64;
 const COLUMNS: usize = 17;
-/// Statements between yields of the writer thread: 4 × 64 rows, ~0.4 ms of work.
+/// Statements between yields of the writer thread: 4 × 64 rows, ~0.4 ms of work. A
+/// writer that woke with a batch used to run its whole transaction (milliseconds at high
+/// rates) while requests on the same core waited: the gateway's p99. A writer that is
+/// behind (its batch came full) yields four times less often, so it catches up: yielding
+/// after every statement, or running at nice 5, made it drop events at saturation
+/// (bench/RESULTS.md).
 const YIELD_EVERY: usize = 4;
 
 fn insert_sql(rows: usize) -> String {
@@ -293,13 +299,21 @@ fn statement_for(rows: usize) -> &'static str {
     &TEXTS.get_or_init(|| (0..=ROWS_PER_STATEMENT).map(insert_sql).collect())[rows]
 }
 
-fn insert(conn: &mut Connection, region: &str, events: &[CacheEvent]) -> rusqlite::Result<()> {
+/// Inserts `events` in one transaction; `polite` lets request workers on the same core
+/// run between slices of it.
+fn insert(
+    conn: &mut Connection,
+    region: &str,
+    events: &[CacheEvent],
+    polite: bool,
+) -> rusqlite::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
     let tx = conn.transaction()?;
     for (i, chunk) in statement_chunks(events).enumerate() {
-        if i > 0 && i % YIELD_EVERY == 0 {
+        let every = if polite { YIELD_EVERY } else { 4 * YIELD_EVERY };
+        if i > 0 && i % every == 0 {
             // Let request workers on this core run between slices of a big batch.
             std::thread::yield_now();
         }
@@ -445,7 +459,7 @@ mod tests {
             embedding_cost_usd: 0.0,
         };
         let events: Vec<CacheEvent> = (0..127).map(event).collect();
-        insert(&mut conn, "lhr", &events).unwrap();
+        insert(&mut conn, "lhr", &events, true).unwrap();
         let (rows, keyed, blank): (i64, i64, i64) = conn
             .query_row(
                 "SELECT count(*), sum(key_hash = ?1), sum(key_hash = '') FROM cache_events",
