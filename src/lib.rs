@@ -5,8 +5,10 @@
 //! - [`app`]: `App::build` (listener, background tasks), `run_until` with graceful drain
 //!   (connections, then relay work) and final flushes.
 //! - [`state`]: `AppState`, what every handler sees (built once).
-//! - [`server`]: the accept loop: header/idle timeout, connection cap (idlest first).
-//! - [`http`]: the routes; `router(state)` builds them all.
+//! - [`server`]: the accept loop: header/idle timeout, connection cap (idlest first);
+//!   each request goes to `http::Dispatch`.
+//! - [`http`]: the routes; `router(state)` builds them all; `Dispatch` sends `POST`s to
+//!   the cacheable routes straight to their handler and the rest through the router.
 //! - [`auth`]: pass-through and managed mode; who the caller is, which key the relay sees.
 //! - [`request`]: validation of cacheable bodies (400s happen here, before the relay).
 //! - [`keying`]: normalization and the SHA-256 cache key (pure).
@@ -30,18 +32,19 @@
 //! app ──► http ──► state ──► analytics, cache, relay, auth, limits, semantic
 //!  │        │        analytics ──► cache, db, metrics      cache ──► db, keying, usage
 //!  │        │        semantic ──► cache, relay, keying, metrics, config
-//!  └► server └► request, keying, tokens   relay ──► metrics, paths, config
+//!  └► server ──► http, auth; http └► request, keying, tokens   relay ──► metrics, paths, config
 //! leaves: clock, usage, paths, metrics, endpoint, error, strict_json, batch
 //! config ──► paths only; db ──► clock only
 //! ```
 //!
-//! A cacheable request's life, in order (`http::cacheable`): `http::observe` (metrics,
-//! `x-edge-region`) → `auth` → body read under `MAX_BODY_BYTES` →
+//! A cacheable request's life, in order (`http::dispatch`, `http::cacheable`): the guard
+//! (header limits, in-flight cap) → `auth` (remembered per connection) → body read under `MAX_BODY_BYTES` →
 //! `request::CacheableRequest::parse` → cache headers → `keying::cache_key` →
 //! `cache::TieredCache::get` (L1 → Redis → SQLite) → on a miss, `cache::Flights` (one
 //! relay call per key) → the leader's `semantic` lookup (when on) → `relay` → answer
 //! forwarded as it arrives, recorded, stored when complete (and remembered by meaning)
-//! → one `analytics::CacheEvent` queued for the writer thread.
+//! → one `analytics::CacheEvent` queued for the writer thread → the observer (metrics
+//! through pre-resolved handles, `x-edge-region`).
 
 pub mod app;
 pub mod auth;
