@@ -16,32 +16,32 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tracing::Instrument;
 
 use crate::analytics::Outcome;
 use crate::auth::{Caller, ConnAuth};
-use crate::cache::{
-    BufferedAnswer, CachedAnswer, Fingerprint, FlightOutcome, Join, KnownRequest, Tier, wait,
-};
+use crate::cache::{Fingerprint, FlightOutcome, Join, KnownRequest, wait};
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::http::cache_control::CacheControls;
 use crate::http::request_log::RequestLog;
-use crate::http::{X_CACHE, X_CACHE_KEY, X_CACHE_TIER, X_RELAY_REGION};
 use crate::keying::{CacheKey, cache_key};
-use crate::relay::{request_headers_for_relay, response_headers_for_client};
+use crate::relay::request_headers_for_relay;
 use crate::request::CacheableRequest;
 
 mod miss;
 mod remote;
+mod respond;
 mod semantic;
 mod stream;
 
 use crate::state::AppState;
 use miss::{Miss, with_usage_requested};
+pub(in crate::http) use respond::is_event_stream;
+use respond::{BYPASS, MISS, buffered_response, hit, mark_relayed, serve_hit};
 
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
     handle(
@@ -116,18 +116,6 @@ pub(in crate::http) async fn handle(
     }
     response
 }
-
-fn outcome_of(tier: Tier) -> Outcome {
-    match tier {
-        Tier::L1 => Outcome::L1,
-        Tier::Redis => Outcome::Redis,
-        Tier::Sqlite => Outcome::Sqlite,
-    }
-}
-
-const HIT: HeaderValue = HeaderValue::from_static("hit");
-const MISS: HeaderValue = HeaderValue::from_static("miss");
-const BYPASS: HeaderValue = HeaderValue::from_static("bypass");
 
 /// What a request carries from phase to phase once its caller and body are known.
 struct Ctx {
@@ -409,68 +397,4 @@ async fn parse_and_key(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ApiError::Internal(format!("request parsing failed: {e}")))?
-}
-
-/// A hit from a cache tier: counted, logged for analytics, rendered in the request's
-/// shape (`stream`, `include_usage`).
-fn serve_hit(
-    state: &AppState,
-    endpoint: Endpoint,
-    log: &mut RequestLog,
-    answer: &CachedAnswer,
-    tier: Tier,
-    (stream, include_usage): (bool, bool),
-    key: CacheKey,
-) -> Response {
-    state.count(endpoint, tier.as_str());
-    log.hit(state, outcome_of(tier), answer.usage);
-    hit(answer, tier.as_str(), stream, include_usage, key)
-}
-
-/// A cached answer in the shape this request asked for.
-fn hit(
-    answer: &CachedAnswer,
-    tier: &'static str,
-    stream: bool,
-    include_usage: bool,
-    key: CacheKey,
-) -> Response {
-    let (body, content_type) = if stream {
-        (answer.sse(include_usage), "text/event-stream")
-    } else {
-        (answer.body.clone(), "application/json")
-    };
-    let mut response = Response::new(Body::from(body));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if stream {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    }
-    headers.insert(X_CACHE, HIT);
-    headers.insert(X_CACHE_TIER, HeaderValue::from_static(tier));
-    headers.insert(X_CACHE_KEY, key.header_value());
-    response
-}
-
-fn buffered_response(answer: &BufferedAnswer, key: CacheKey, managed: bool) -> Response {
-    let mut response = Response::new(Body::from(answer.body.clone()));
-    *response.status_mut() = answer.status;
-    *response.headers_mut() = response_headers_for_client(&answer.headers, managed);
-    mark_relayed(response.headers_mut(), MISS, key, &answer.region);
-    response
-}
-
-fn mark_relayed(headers: &mut HeaderMap, x_cache: HeaderValue, key: CacheKey, region: &str) {
-    headers.insert(X_CACHE, x_cache);
-    headers.insert(X_CACHE_KEY, key.header_value());
-    if let Ok(region) = HeaderValue::from_str(region) {
-        headers.insert(X_RELAY_REGION, region);
-    }
-}
-
-pub(super) fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
 }
