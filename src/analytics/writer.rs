@@ -14,8 +14,11 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::event::CacheEvent;
+
+mod insert;
 use crate::cache::now_ms;
 use crate::db::{DbError, DbHealth, OpenedFile, Writer};
+use insert::insert;
 
 /// The default queue size (see `analytics.queue_capacity`).
 pub const QUEUE_CAPACITY: usize = crate::config::ANALYTICS_QUEUE_CAPACITY;
@@ -255,157 +258,6 @@ fn count_batch(result: rusqlite::Result<()>, count: u64, counters: &Counters, fa
             }
         }
     }
-}
-
-/// Rows per INSERT statement: one statement step per 64 rows instead of per row.
-const ROWS_PER_STATEMENT: usize = 64;
-const COLUMNS: usize = 17;
-/// Statements between yields of the writer thread: 4 × 64 rows, ~0.4 ms of work. A
-/// writer that woke with a batch used to run its whole transaction (milliseconds at high
-/// rates) while requests on the same core waited: the gateway's p99. A writer that is
-/// behind (its batch came full) yields four times less often, so it catches up: yielding
-/// after every statement, or running at nice 5, made it drop events at saturation
-/// (bench/RESULTS.md).
-const YIELD_EVERY: usize = 4;
-
-fn insert_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO cache_events (ts, region, endpoint, namespace, model, tier, status,
-             key_hash, prompt_tokens, completion_tokens, latency_ms, relay_region,
-             cost_usd, saved_usd, usage_estimated, similarity, embedding_cost_usd) VALUES ",
-    );
-    for r in 0..rows {
-        if r > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..COLUMNS {
-            if c > 0 {
-                sql.push(',');
-            }
-            sql.push('?');
-            sql.push_str(&(r * COLUMNS + c + 1).to_string());
-        }
-        sql.push(')');
-    }
-    sql
-}
-
-/// The statement text for every chunk size, built once: the statement cache is looked up
-/// by text, and formatting 1,088 placeholders per batch cost the writer thread more than
-/// a tenth of its time (profile in bench/RESULTS.md).
-fn statement_for(rows: usize) -> &'static str {
-    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    &TEXTS.get_or_init(|| (0..=ROWS_PER_STATEMENT).map(insert_sql).collect())[rows]
-}
-
-/// Inserts `events` in one transaction; `polite` lets request workers on the same core
-/// run between slices of it.
-fn insert(
-    conn: &mut Connection,
-    region: &str,
-    events: &[CacheEvent],
-    polite: bool,
-) -> rusqlite::Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let tx = conn.transaction()?;
-    for (i, chunk) in statement_chunks(events).enumerate() {
-        let every = if polite { YIELD_EVERY } else { 4 * YIELD_EVERY };
-        if i > 0 && i % every == 0 {
-            // Let request workers on this core run between slices of a big batch.
-            std::thread::yield_now();
-        }
-        let mut stmt = tx.prepare_cached(statement_for(chunk.len()))?;
-        let keys: Vec<[u8; 64]> = chunk
-            .iter()
-            .map(|e| e.key.map(|k| k.hex_bytes()).unwrap_or([0; 64]))
-            .collect();
-        // Every bound value must outlive the statement call: gather them first.
-        let texts: Vec<[&str; 6]> = chunk
-            .iter()
-            .zip(&keys)
-            .map(|(e, key)| {
-                [
-                    region,
-                    e.endpoint.as_str(),
-                    e.namespace.as_ref(),
-                    e.model.as_ref(),
-                    e.tier.as_str(),
-                    key_text(key),
-                ]
-            })
-            .collect();
-        let numbers: Vec<[i64; 5]> = chunk
-            .iter()
-            .map(|e| {
-                [
-                    e.ts_ms as i64,
-                    i64::from(e.status),
-                    e.prompt_tokens as i64,
-                    e.completion_tokens as i64,
-                    i64::from(e.usage_estimated),
-                ]
-            })
-            .collect();
-        let relay_regions: Vec<Option<&str>> =
-            chunk.iter().map(|e| e.relay_region.as_deref()).collect();
-        let similarities: Vec<Option<f64>> =
-            chunk.iter().map(|e| e.similarity.map(f64::from)).collect();
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * COLUMNS);
-        for (i, e) in chunk.iter().enumerate() {
-            let (t, n) = (&texts[i], &numbers[i]);
-            values.extend([
-                &n[0] as &dyn rusqlite::ToSql,
-                &t[0],
-                &t[1],
-                &t[2],
-                &t[3],
-                &t[4],
-                &n[1],
-                &t[5],
-                &n[2],
-                &n[3],
-                &e.latency_ms,
-                &relay_regions[i],
-                &e.cost_usd,
-                &e.saved_usd,
-                &n[4],
-                &similarities[i],
-                &e.embedding_cost_usd,
-            ]);
-        }
-        stmt.execute(values.as_slice())?;
-    }
-    tx.commit()
-}
-
-/// Splits a batch into chunks of 64 rows, then powers of two: seven statement shapes in
-/// all, so every chunk finds its statement prepared (a remainder of any size used to
-/// re-parse a statement of up to 1,088 placeholders once per batch).
-fn statement_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        if rows.is_empty() {
-            return None;
-        }
-        let take = if rows.len() >= ROWS_PER_STATEMENT {
-            ROWS_PER_STATEMENT
-        } else {
-            1 << rows.len().ilog2()
-        };
-        let (chunk, rest) = rows.split_at(take);
-        rows = rest;
-        Some(chunk)
-    })
-}
-
-/// The key column: its hex digits, or empty for requests that never got a key.
-fn key_text(hex: &[u8; 64]) -> &str {
-    if hex[0] == 0 {
-        return "";
-    }
-    std::str::from_utf8(hex).unwrap_or_default()
 }
 
 /// Deletes rows older than `days`; returns how many.

@@ -1,3 +1,4 @@
+use super::insert::statement_chunks;
 use super::*;
 
 #[test]
