@@ -240,6 +240,7 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let shutdown = ShutdownSignal::install();
         let app = match App::build(config).await {
             Ok(app) => app,
             Err(e) => {
@@ -264,7 +265,7 @@ fn serve(config: Config) -> ExitCode {
                     "relay URL does not end with /v1: OpenAI-compatible relays serve /v1/..., so requests will likely get 404 (set RELAY_URL to the base URL including /v1)");
             }
         }
-        app.run_until(shutdown_signal()).await;
+        app.run_until(shutdown.received()).await;
         // Spans still batched go out before the process ends.
         let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
         ExitCode::SUCCESS
@@ -283,23 +284,49 @@ fn shown_url(raw: &str) -> String {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM / SIGINT, listened for from before the gateway says it is listening: a
+/// signal that came earlier used to end the process by its default action, without the
+/// drain and the final flushes (a `docker stop` right after start, or a test).
+struct ShutdownSignal {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                term: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn received(self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(self.term) => {},
+                () = next(self.interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -151,13 +151,21 @@ impl GatewayProcess {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Sends `name` (`TERM`, `INT`, `KILL`, `STOP`, `CONT`) at once, as an orchestrator
+    /// may: a spawned `kill` took long enough to hide a process that was not yet
+    /// listening for it.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
+        let signal = match name {
+            "TERM" => libc::SIGTERM,
+            "INT" => libc::SIGINT,
+            "KILL" => libc::SIGKILL,
+            "STOP" => libc::SIGSTOP,
+            "CONT" => libc::SIGCONT,
+            other => panic!("no such signal in the test kit: {other}"),
+        };
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill only sends a signal to the process this kit started.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill -{name}");
     }
 
     /// Waits for the process to exit, failing after `DEADLINE`.
