@@ -26,6 +26,11 @@ use edge_gateway::semantic::index::{Entry, GRAPH_FROM, Index, dot};
 use edge_gateway::semantic::{embed::normalized, verify};
 use serde_json::{Value, json};
 
+#[path = "semantic/index.rs"]
+mod index;
+#[path = "semantic/shadow.rs"]
+mod shadow;
+
 struct Pair {
     same: bool,
     class: String,
@@ -263,307 +268,6 @@ fn print_curve(title: &str, pairs: &[Pair], outcomes: &[Outcome]) {
     }
 }
 
-/// Issue 19: the pairs through a gateway in shadow mode, against a relay that answers by
-/// label (the two questions of a same-meaning pair get one answer, a trap's two questions
-/// two answers), with `temperature: 0` so the would-be and fresh answers are compared
-/// exactly. Then the report's suggested threshold for several disagreement targets, and
-/// what the labels say about it: wrong answers among the would-be hits at that threshold.
-async fn shadow_run(relay_url: &str, pairs: &[Pair]) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("shadow.db");
-    let mut config = Config::default();
-    config.server.bind = [127, 0, 0, 1].into();
-    config.server.port = 0;
-    config.relay.url = relay_url.to_owned();
-    config.sqlite.path = db.clone();
-    config.semantic.mode = SemanticMode::Shadow;
-    config.validate().expect("valid config");
-    let app = App::build(config).await.expect("gateway starts");
-    let base = format!("http://{}", app.local_addr());
-    let state = app.state();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async {
-        let _ = rx.await;
-    }));
-    let client = reqwest::Client::new();
-    let mut asked_keys = BTreeMap::new();
-    for (i, pair) in pairs.iter().enumerate() {
-        let second = ask_pair(&client, &base, i, pair, Some(0.0)).await;
-        assert_ne!(
-            second
-                .headers()
-                .get("x-cache")
-                .and_then(|v| v.to_str().ok()),
-            Some("hit"),
-            "shadow mode never serves"
-        );
-        if let Some(key) = second
-            .headers()
-            .get("x-cache-key")
-            .and_then(|v| v.to_str().ok())
-        {
-            asked_keys.insert(key.to_owned(), i);
-        }
-        second.bytes().await.expect("body");
-    }
-    // Shadow rows are judged after the fresh answer, off the request path: wait until
-    // the count of judged rows stops moving, then flush them.
-    let judged = || {
-        ["agree", "disagree", "refused"]
-            .iter()
-            .map(|o| state.metrics.semantic.shadow.with_label_values(&[o]).get())
-            .sum::<u64>()
-    };
-    let mut last = (judged(), Instant::now());
-    while last.1.elapsed() < Duration::from_millis(300) {
-        tokio::task::yield_now().await;
-        let now = judged();
-        if now != last.0 {
-            last = (now, Instant::now());
-        }
-    }
-    state.analytics.writer.flush().await;
-    let _ = tx.send(());
-    let _ = server.await;
-    let conn = rusqlite::Connection::open(&db).expect("db");
-    let rows: Vec<(String, f64, String)> = conn
-        .prepare("SELECT key_hash, similarity, verdict FROM semantic_shadow")
-        .expect("query")
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .expect("rows")
-        .map(|r| r.expect("row"))
-        .collect();
-    let same = pairs.iter().filter(|p| p.same).count();
-    println!("\n### Shadow mode on the labelled pairs (MiniLM at the relay, temperature 0)\n");
-    println!(
-        "{} pairs asked; {} shadow rows (misses with a candidate from 0.5 up)\n",
-        pairs.len(),
-        rows.len()
-    );
-    println!(
-        "| disagreements asked for (at most) | suggested threshold | would-be hits there | wrong answers among them, by the labels | same-meaning pairs served |"
-    );
-    println!("|---|---|---|---|---|");
-    for target in [0.0, 0.02, 0.05, 0.10] {
-        let agreement = edge_gateway::analytics::Agreement {
-            min_answer_similarity: 0.85,
-            max_disagreement: target,
-        };
-        let report = edge_gateway::analytics::shadow::report(&conn, 0, u64::MAX / 2, agreement)
-            .expect("report");
-        let Some(t) = report.suggested_threshold else {
-            println!("| {:.0}% | none | | | |", target * 100.0);
-            continue;
-        };
-        let (mut hits, mut wrong, mut right) = (0, 0, 0);
-        for (key, similarity, verdict) in &rows {
-            let Some(&i) = asked_keys.get(key) else {
-                continue;
-            };
-            if verdict == "pass" && *similarity + 1e-6 >= t {
-                hits += 1;
-                if pairs[i].same {
-                    right += 1;
-                } else {
-                    wrong += 1;
-                }
-            }
-        }
-        println!(
-            "| {:.0}% | {t:.2} | {hits} | {:.1}% ({wrong}) | {:.1}% ({right} of {same}) |",
-            target * 100.0,
-            100.0 * wrong as f64 / f64::from(hits.max(1)),
-            100.0 * right as f64 / same as f64,
-        );
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-/// Synthetic support questions: templates × subjects × objects × numbers, so 100k are
-/// distinct, realistic in vocabulary and clustered like real FAQ traffic.
-fn synthetic_questions(n: usize) -> Vec<String> {
-    let templates = [
-        "How do I {v} my {o}?",
-        "Can I {v} my {o} online?",
-        "Why can't I {v} my {o}?",
-        "What happens if I {v} my {o} after {n} days?",
-        "Is it possible to {v} the {o} for order {n}?",
-        "Where do I {v} my {o} in the app?",
-        "How long does it take to {v} a {o}?",
-        "Who can {v} the {o} on plan {n}?",
-    ];
-    let verbs = [
-        "reset", "change", "cancel", "update", "export", "delete", "renew", "transfer", "verify",
-        "share", "download", "print", "return", "upgrade", "pause", "recover",
-    ];
-    let objects = [
-        "password",
-        "subscription",
-        "invoice",
-        "address",
-        "account",
-        "order",
-        "card",
-        "router",
-        "profile",
-        "receipt",
-        "membership",
-        "booking",
-        "ticket",
-        "license",
-        "device",
-        "report",
-        "refund",
-        "warranty",
-        "gift card",
-        "phone number",
-    ];
-    let mut out = Vec::with_capacity(n);
-    let mut i = 0u64;
-    while out.len() < n {
-        let t = templates[(i % templates.len() as u64) as usize];
-        let v = verbs[((i / 8) % verbs.len() as u64) as usize];
-        let o = objects[((i / 128) % objects.len() as u64) as usize];
-        let num = (i / 2560) * 7 + 3;
-        out.push(
-            t.replace("{v}", v)
-                .replace("{o}", o)
-                .replace("{n}", &num.to_string()),
-        );
-        i += 1;
-    }
-    out
-}
-
-fn index_and_lookup(m2v: &PathBuf) {
-    let model = model2vec_rs::model::StaticModel::from_pretrained(m2v, None, Some(true), None)
-        .expect("distilled model loads");
-    let n = 100_000;
-    let questions = synthetic_questions(n);
-    let started = Instant::now();
-    let vectors: Vec<Arc<[f32]>> = questions
-        .iter()
-        .map(|q| normalized(model.encode_single(q)).expect("vector"))
-        .collect();
-    let embed_each = started.elapsed() / n as u32;
-    let partition = CacheKey([1; 32]);
-    let index = Index::new(n);
-    let started = Instant::now();
-    for (i, v) in vectors.iter().enumerate() {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        index.insert(
-            partition,
-            Arc::new(Entry {
-                key: CacheKey(key),
-                namespace: Arc::from("bench"),
-                text: Arc::from(questions[i].as_str()),
-                vector: v.clone(),
-                created_ms: 0,
-                expires_ms: u64::MAX,
-            }),
-        );
-    }
-    let build = started.elapsed();
-    // Queries: each question reworded (a word dropped, a word added).
-    let queries: Vec<(usize, String)> = (0..2_000)
-        .map(|k| {
-            let i = (k * 7_919) % n;
-            let q = questions[i]
-                .replacen("How do I", "How can I", 1)
-                .replacen("my ", "my own ", 1);
-            (i, q)
-        })
-        .collect();
-    let mut exact_times = Vec::new();
-    let mut graph_times = Vec::new();
-    let mut lookup_times = Vec::new();
-    let mut agree = 0;
-    let mut as_good = 0;
-    // Three separate passes, so one's cache footprint (the scan reads 150 MB) does not
-    // land on another's timings.
-    let query_vectors: Vec<Arc<[f32]>> = queries
-        .iter()
-        .map(|(_, q)| normalized(model.encode_single(q)).expect("vector"))
-        .collect();
-    let mut exact_best = Vec::new();
-    for v in &query_vectors {
-        let t = Instant::now();
-        let mut best = (f32::MIN, 0usize);
-        for (i, e) in vectors.iter().enumerate() {
-            let s = dot(v, e);
-            if s > best.0 {
-                best = (s, i);
-            }
-        }
-        exact_times.push(t.elapsed());
-        exact_best.push(best);
-    }
-    for (v, best) in query_vectors.iter().zip(&exact_best) {
-        let t = Instant::now();
-        let found = index.search(&partition, v, 4, 1);
-        graph_times.push(t.elapsed());
-        if let Some(top) = found.first() {
-            agree += usize::from(top.entry.key.0[..8] == (best.1 as u64).to_le_bytes());
-            // Many synthetic questions tie (they differ in a number only): a neighbour as
-            // similar as the exact best is as good an answer.
-            as_good += usize::from(top.similarity >= best.0 - 1e-4);
-        }
-    }
-    for (_, q) in &queries {
-        // The whole lookup with the local embedder: embed, search, verify.
-        let t = Instant::now();
-        let v = normalized(model.encode_single(q)).expect("vector");
-        let found = index.search(&partition, &v, 4, 1);
-        for c in &found {
-            if verify(&c.entry.text, q).is_ok() {
-                break;
-            }
-        }
-        lookup_times.push(t.elapsed());
-    }
-    for t in [&mut exact_times, &mut graph_times, &mut lookup_times] {
-        t.sort();
-    }
-    println!(
-        "\n### Index: {n} entries in one partition, {}-dim (distilled MiniLM), 2,000 reworded queries\n",
-        model.dim()
-    );
-    println!(
-        "graph built by inserting one at a time (the first {GRAPH_FROM} exact, then HNSW): {:.1} s; embedding one question locally: {:.1} µs\n",
-        build.as_secs_f64(),
-        us(embed_each)
-    );
-    println!("| search | recall@1 (same entry) | top-1 as similar as exact | p50 | p99 |");
-    println!("|---|---|---|---|---|");
-    println!(
-        "| exact scan (baseline) | 100% | 100% | {:.0} µs | {:.0} µs |",
-        us(percentile(&exact_times, 0.5)),
-        us(percentile(&exact_times, 0.99))
-    );
-    println!(
-        "| hnsw_rs graph (k=4, ef=128, ef_construction=48) | {:.1}% | {:.1}% | {:.0} µs | {:.0} µs |",
-        100.0 * agree as f64 / queries.len() as f64,
-        100.0 * as_good as f64 / queries.len() as f64,
-        us(percentile(&graph_times, 0.5)),
-        us(percentile(&graph_times, 0.99))
-    );
-    println!(
-        "\nWhole semantic lookup with the local embedder (embed + search + verify): p50 {:.0} µs, p99 {:.0} µs; ratio exact/graph at p50: {:.1}×",
-        us(percentile(&lookup_times, 0.5)),
-        us(percentile(&lookup_times, 0.99)),
-        percentile(&exact_times, 0.5).as_secs_f64() / percentile(&graph_times, 0.5).as_secs_f64()
-    );
-}
-
 fn main() {
     let minilm_url = std::env::var("MINILM_URL").expect("MINILM_URL: run bench/semantic/run");
     let m2v = PathBuf::from(std::env::var("M2V_DIR").expect("M2V_DIR: run bench/semantic/run"));
@@ -576,7 +280,7 @@ fn main() {
     let only_index = std::env::args().any(|a| a == "--index");
     let skip_index = std::env::args().any(|a| a == "--quality");
     if std::env::args().any(|a| a == "--shadow") {
-        rt.block_on(shadow_run(&minilm_url, &pairs));
+        rt.block_on(shadow::shadow_run(&minilm_url, &pairs));
         return;
     }
     if !only_index {
@@ -611,6 +315,6 @@ fn main() {
         );
     }
     if !skip_index {
-        index_and_lookup(&m2v);
+        index::index_and_lookup(&m2v);
     }
 }

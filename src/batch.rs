@@ -9,8 +9,8 @@ use std::time::Duration;
 /// While items keep coming, the queue is drained this often. Each drain is one
 /// transaction, whose commit costs about the same for 20 rows as for 2,000: at 2k
 /// requests/s a 10 ms drain spent 12 µs of CPU per analytics row, 50 ms spends 4–5 µs
-/// (bench/RESULTS.md). Rows land at most this much later; a flush (shutdown, tests)
-/// does not wait for it.
+/// (bench/RESULTS.md). Rows land at most this much later, and a flush or a purge queued
+/// behind them waits at most this much longer.
 pub const BUSY_POLL: Duration = Duration::from_millis(50);
 
 /// Runs until every sender is gone: `on_batch` gets up to `max_batch` items at a time;

@@ -47,25 +47,25 @@
 //! through pre-resolved handles, `x-edge-region`).
 
 pub mod app;
-pub mod auth;
-pub mod batch;
+pub(crate) mod auth;
+pub(crate) mod batch;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub mod endpoint;
-pub mod error;
-pub mod http;
+pub(crate) mod error;
+pub(crate) mod http;
 pub mod metrics;
-pub mod paths;
-pub mod relay;
+pub(crate) mod paths;
+pub(crate) mod relay;
 pub mod request;
 pub mod semantic;
-pub mod server;
-pub mod state;
-pub mod strict_json;
+pub(crate) mod server;
+pub(crate) mod state;
+pub(crate) mod strict_json;
 pub mod telemetry;
-pub mod tokens;
-pub mod usage;
+pub(crate) mod tokens;
+pub(crate) mod usage;
 
 pub use app::App;
 pub use config::Config;
@@ -74,4 +74,4 @@ pub mod analytics;
 pub mod cache;
 pub mod db;
 pub mod keying;
-pub mod limits;
+pub(crate) mod limits;

@@ -20,7 +20,6 @@ use axum::routing::{any, get, post};
 
 use crate::state::AppState;
 
-pub use body::{read_body, read_limited};
 pub use dispatch::Dispatch;
 pub use headers::*;
 

@@ -72,10 +72,6 @@ impl KeyPool {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-
     /// The next key in turn, `(index, authorization header)`: a good rested key, else a
     /// suspect rested one (better than refusing while its check runs). `desperate` (no
     /// region has a usable key) also takes a resting key: it may answer 429, which the

@@ -11,9 +11,5 @@ mod latency;
 mod path;
 mod picker;
 
-pub use crate::metrics::RelayMetrics;
-pub use breaker::{Breaker, BreakerState};
-pub use client::{Region, Relay, RelayBody, RelayResponse};
-pub use headers::{is_hop_by_hop, request_headers_for_relay, response_headers_for_client};
-pub use keys::{KeyPool, retry_after};
-pub use picker::SmoothWeighted;
+pub use client::{Relay, RelayBody, RelayResponse};
+pub use headers::{request_headers_for_relay, response_headers_for_client};
