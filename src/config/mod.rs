@@ -16,11 +16,13 @@ use serde::{Deserialize, Serialize};
 mod env;
 mod secret;
 mod sections;
+mod semantic;
 mod validate;
 
 pub use env::{ENV, EnvSource, EnvVar, ProcessEnv, env_var_names};
 pub use secret::Secret;
 pub use sections::*;
+pub use semantic::*;
 
 /// Why the configuration could not be used; the message always names the offending key.
 #[derive(Debug, thiserror::Error)]
