@@ -229,18 +229,23 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_connection_remembers_its_caller_exactly_as_authenticating_again_would() {
+    /// Managed mode with one tenant, `acme`, whose key is `gw-1`.
+    fn managed_acme() -> Authenticator {
         let mut config = Config::default();
         config.relay.api_key = Some(Secret::new("sk-relay"));
         config
             .auth
             .gateway_api_keys
             .insert("acme".into(), Secret::new("gw-1"));
+        Authenticator::from_config(&config).unwrap()
+    }
+
+    #[test]
+    fn a_connection_remembers_its_caller_exactly_as_authenticating_again_would() {
         let pass = Authenticator::PassThrough {
             allow_anonymous: false,
         };
-        let managed = Authenticator::from_config(&config).unwrap();
+        let managed = managed_acme();
         let mut twice = headers("Bearer sk-one");
         twice.append(
             header::AUTHORIZATION,
@@ -274,13 +279,7 @@ mod tests {
 
     #[test]
     fn managed_mode_maps_keys_to_tenants() {
-        let mut config = Config::default();
-        config.relay.api_key = Some(Secret::new("sk-relay"));
-        config
-            .auth
-            .gateway_api_keys
-            .insert("acme".into(), Secret::new("gw-1"));
-        let a = Authenticator::from_config(&config).unwrap();
+        let a = managed_acme();
         let caller = a.authenticate(&headers("bearer gw-1")).unwrap();
         assert_eq!(caller.namespace.as_ref(), "acme");
         assert!(caller.managed);
