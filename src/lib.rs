@@ -46,6 +46,10 @@
 //! → one `analytics::CacheEvent` queued for the writer thread → the observer (metrics
 //! through pre-resolved handles, `x-edge-region`).
 
+// The map above is for the people who work on the crate: it links the crate-private
+// modules too (`cargo doc --document-private-items` renders them).
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod app;
 pub(crate) mod auth;
 pub(crate) mod batch;
