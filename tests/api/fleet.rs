@@ -56,13 +56,7 @@ async fn a_purge_on_one_instance_empties_the_l1_of_the_others() {
         assert_eq!(ask(&b, key, "What is your refund window?").await, "redis");
         assert_eq!(ask(&b, key, "What is your refund window?").await, "l1");
     }
-    let purged = a
-        .client
-        .post(a.url("/admin/cache/purge?namespace=acme"))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .send()
-        .await
-        .unwrap();
+    let purged = a.purge("?namespace=acme", ADMIN).await;
     assert_eq!(purged.status(), 200);
 
     // b drops acme's copy at its next read of the purge generations, and only acme's.
@@ -83,13 +77,7 @@ async fn a_purge_on_one_instance_empties_the_l1_of_the_others() {
     })
     .await;
     // a purge of everything reaches beta's copy too.
-    let purged = a
-        .client
-        .post(a.url("/admin/cache/purge"))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .send()
-        .await
-        .unwrap();
+    let purged = a.purge("", ADMIN).await;
     assert_eq!(purged.status(), 200);
     eventually("b no longer serves beta's purged answer", || async {
         (ask(&b, "gw-beta", "What is your refund window?").await == "miss").then_some(())

@@ -118,6 +118,16 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `POST /admin/cache/purge{query}` with `Authorization: Bearer {token}`.
+    pub async fn purge(&self, query: &str, token: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/admin/cache/purge{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.post_raw(path, serde_json::to_vec(body).unwrap()).await
     }

@@ -44,42 +44,27 @@ pub(in crate::http) use respond::is_event_stream;
 use respond::{BYPASS, MISS, buffered_response, hit, mark_relayed, serve_hit};
 
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    handle(
-        state,
-        Endpoint::ChatCompletions,
-        request,
-        Instant::now(),
-        &ConnAuth::default(),
-    )
-    .await
+    routed(state, Endpoint::ChatCompletions, request).await
 }
 
 pub async fn completions(State(state): State<AppState>, request: Request) -> Response {
-    handle(
-        state,
-        Endpoint::Completions,
-        request,
-        Instant::now(),
-        &ConnAuth::default(),
-    )
-    .await
+    routed(state, Endpoint::Completions, request).await
 }
 
 pub async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    handle(
-        state,
-        Endpoint::Embeddings,
-        request,
-        Instant::now(),
-        &ConnAuth::default(),
-    )
-    .await
+    routed(state, Endpoint::Embeddings, request).await
 }
 
 pub async fn responses(State(state): State<AppState>, request: Request) -> Response {
+    routed(state, Endpoint::Responses, request).await
+}
+
+/// A request the router matched (the dispatch serves these routes itself, without a
+/// connection's remembered caller).
+async fn routed(state: AppState, endpoint: Endpoint, request: Request) -> Response {
     handle(
         state,
-        Endpoint::Responses,
+        endpoint,
         request,
         Instant::now(),
         &ConnAuth::default(),

@@ -108,13 +108,7 @@ async fn a_purge_on_one_instance_stops_semantic_hits_on_every_instance() {
     assert_eq!(header(&response, "x-cache-tier"), "semantic");
     response.bytes().await.unwrap();
 
-    let purge = a
-        .client
-        .post(a.url("/admin/cache/purge"))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .send()
-        .await
-        .unwrap();
+    let purge = a.purge("", ADMIN).await;
     assert_eq!(purge.status(), 200);
     let report = json_of(purge).await;
     assert_eq!(report["semantic_entries"], 1, "{report}");

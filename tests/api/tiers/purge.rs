@@ -39,24 +39,12 @@ async fn purge_empties_every_tier_by_namespace_or_whole() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let r = app
-        .client
-        .post(app.url("/admin/cache/purge"))
-        .bearer_auth("wrong-token-0123456789")
-        .send()
-        .await
-        .unwrap();
+    let r = app.purge("", "wrong-token-0123456789").await;
     assert_eq!(r.status(), 401);
 
     // The caller's namespace is key-<hash>; purge its `faq` partition.
     let ns = json_key_namespace("sk-client-test");
-    let r = app
-        .client
-        .post(app.url(&format!("/admin/cache/purge?namespace={ns}/faq")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let r = app.purge(&format!("?namespace={ns}/faq"), token).await;
     assert_eq!(r.status(), 200);
     let report = json_of(r).await;
     assert_eq!(report["purged"]["redis"]["Ok"], 2);
@@ -64,13 +52,7 @@ async fn purge_empties_every_tier_by_namespace_or_whole() {
     assert_eq!(header(&send("p3", "docs").await.unwrap(), "x-cache"), "hit");
     assert_eq!(header(&send("p1", "faq").await.unwrap(), "x-cache"), "miss");
 
-    let r = app
-        .client
-        .post(app.url("/admin/cache/purge"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let r = app.purge("", token).await;
     assert_eq!(r.status(), 200);
     // No entry left; what remains is the purge generations hash.
     assert_eq!(redis.keys("eg:v1:*"), Vec::<String>::new());
@@ -95,13 +77,7 @@ fn json_key_namespace(auth: &str) -> String {
 #[tokio::test]
 async fn admin_routes_are_disabled_without_a_token() {
     let app = spawn_app().await;
-    let r = app
-        .client
-        .post(app.url("/admin/cache/purge"))
-        .bearer_auth("anything-at-all-here")
-        .send()
-        .await
-        .unwrap();
+    let r = app.purge("", "anything-at-all-here").await;
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "admin_disabled");
 }
