@@ -158,7 +158,7 @@ fn codec_report() {
             "acme".into(),
             bytes.clone(),
             &body,
-            Duration::from_secs(60),
+            edge_gateway::clock::Clock::system().now_ms() + 60_000,
         );
         let n = 20_000;
         let start = Instant::now();

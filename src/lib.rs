@@ -54,7 +54,7 @@ pub mod app;
 pub(crate) mod auth;
 pub(crate) mod batch;
 pub mod cli;
-pub(crate) mod clock;
+pub mod clock;
 pub mod config;
 pub mod endpoint;
 pub(crate) mod error;

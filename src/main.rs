@@ -10,6 +10,7 @@ use clap::Parser;
 use edge_gateway::analytics::cli as report;
 use edge_gateway::cache::{RedisTier, purge_entries};
 use edge_gateway::cli::{AnalyticsArgs, CacheCommand, Cli, Command, Format};
+use edge_gateway::clock::Clock;
 use edge_gateway::config::{Config, ProcessEnv};
 use edge_gateway::metrics::Metrics;
 use edge_gateway::{App, db, telemetry};
@@ -35,13 +36,15 @@ fn main() -> ExitCode {
 }
 
 fn analytics(config: &Config, args: &AnalyticsArgs) -> ExitCode {
-    let request = match report::Request::parse(&args.since, args.until.as_deref(), &args.group_by) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("edge-gateway analytics: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let now = Clock::system().now_ms();
+    let request =
+        match report::Request::parse(&args.since, args.until.as_deref(), &args.group_by, now) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("edge-gateway analytics: {e}");
+                return ExitCode::from(2);
+            }
+        };
     if args.global {
         return global_analytics(config, &request, args.format);
     }
@@ -182,7 +185,7 @@ fn purge(config: &Config, namespace: Option<&str>) -> ExitCode {
                         if let Err(e) = redis.bump_generation(namespace).await {
                             eprintln!("redis: purge generation not bumped ({e}): running instances keep their L1 copies until TTL");
                         }
-                        let at = edge_gateway::cache::now_ms();
+                        let at = Clock::system().now_ms();
                         let max = config.semantic.max_entries;
                         if let Err(e) =
                             edge_gateway::semantic::publish_purge(&redis, namespace, at, max).await

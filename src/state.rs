@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::analytics::{Analytics, AnalyticsWriter, GlobalCounters, Pricing};
 use crate::auth::Authenticator;
 use crate::cache::{FastPath, Flights, L1Cache, RedisTier, SqliteTier, TieredCache, Usage};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
@@ -43,6 +44,8 @@ pub enum StartError {
 /// Shared, read-mostly state every handler sees.
 pub struct Shared {
     pub config: Config,
+    /// The one clock every part of this app reads (tests move it forward).
+    pub clock: Clock,
     pub auth: Authenticator,
     pub relay: Arc<Relay>,
     pub metrics: Metrics,
@@ -86,6 +89,7 @@ pub struct Readiness {
 
 impl AppState {
     pub fn new(config: Config) -> Result<Self, StartError> {
+        let clock = Clock::system();
         let auth =
             Authenticator::from_config(&config).map_err(|e| StartError::Setup(e.to_string()))?;
 
@@ -95,16 +99,18 @@ impl AppState {
             &config.sqlite.path,
             config.sqlite.max_cache_bytes,
             Duration::from_secs(config.sqlite.cleanup_interval_secs),
+            clock.clone(),
         )?;
         let metrics = Metrics::new();
         let relay = Arc::new(Relay::new(&config, metrics.relay()).map_err(StartError::Relay)?);
         let cache = TieredCache::new(
-            L1Cache::new(config.cache.l1_max_bytes),
+            L1Cache::new(config.cache.l1_max_bytes, clock.clone()),
             RedisTier::with_limits(
                 &config.redis,
                 metrics.redis_calls.clone(),
                 config.cache.max_entry_bytes,
                 metrics.cache_rejected.clone(),
+                clock.clone(),
             ),
             sqlite,
         )
@@ -115,6 +121,7 @@ impl AppState {
             cache.redis().cloned(),
             cache.sqlite().clone(),
             metrics.semantic.clone(),
+            clock.clone(),
         )
         .map_err(|e| StartError::Setup(e.to_string()))?
         .map(Arc::new);
@@ -128,6 +135,7 @@ impl AppState {
                 config.analytics.retention_days,
                 config.analytics.queue_capacity,
                 cache.sqlite().health(),
+                clock.clone(),
             )?,
             global: cache.redis().map(|_| GlobalCounters::new(region)),
             pricing: Pricing::new(&config.pricing),
@@ -140,8 +148,10 @@ impl AppState {
             config.cache.fast_path_bytes,
             config.cache.fast_path_max_body_bytes,
         );
+        let instance_started = clock.now_ms();
         Ok(Self(Arc::new(Shared {
             config,
+            clock,
             auth,
             relay,
             metrics,
@@ -156,7 +166,7 @@ impl AppState {
                 "{}-{}-{}",
                 region_name,
                 std::process::id(),
-                crate::cache::now_ms()
+                instance_started
             )),
             in_flight: AtomicUsize::new(0),
             region_header,

@@ -8,10 +8,10 @@
 //! configuration files.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use edge_gateway::cache::{CachedAnswer, StreamRecorder, codec};
+use edge_gateway::clock::Clock;
 use edge_gateway::config::Config;
 use edge_gateway::endpoint::Endpoint;
 use edge_gateway::keying::{KeyOptions, cache_key, canonical_bytes};
@@ -164,7 +164,7 @@ proptest! {
     fn any_cached_body_renders_as_json_and_as_valid_sse(value in json_value(), usage in any::<bool>()) {
         for endpoint in ENDPOINTS {
             let body = Bytes::from(serde_json::to_vec(&value).unwrap());
-            let answer = CachedAnswer::new(endpoint, Arc::from("n"), body.clone(), &value, Duration::from_secs(5));
+            let answer = CachedAnswer::new(endpoint, Arc::from("n"), body.clone(), &value, Clock::system().now_ms() + 5_000);
             prop_assert_eq!(&answer.body, &body);
             let sse = answer.sse(usage);
             let text = std::str::from_utf8(&sse).unwrap();
@@ -189,7 +189,7 @@ proptest! {
         framed.extend_from_slice(&checksum.to_le_bytes());
         let _ = codec::decode(&framed, 1 << 20);
         let body = Bytes::from(serde_json::to_vec(&value).unwrap());
-        let answer = CachedAnswer::new(Endpoint::ChatCompletions, Arc::from("n"), body.clone(), &value, Duration::from_secs(5));
+        let answer = CachedAnswer::new(Endpoint::ChatCompletions, Arc::from("n"), body.clone(), &value, Clock::system().now_ms() + 5_000);
         let decoded = codec::decode(&codec::encode(&answer), 1 << 20).expect("round trip");
         prop_assert_eq!(decoded.body, body);
     }

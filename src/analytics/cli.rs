@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::global::{Counts, read_global};
 use super::query::{self, Report};
-use crate::cache::{RedisTier, now_ms};
+use crate::cache::RedisTier;
 
 /// A parsed request for figures.
 #[derive(Debug, Clone)]
@@ -21,8 +21,13 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn parse(since: &str, until: Option<&str>, group_by: &str) -> Result<Self, String> {
-        let now = now_ms();
+    /// `since` and `until` relative to `now` (Unix ms, the caller's clock).
+    pub fn parse(
+        since: &str,
+        until: Option<&str>,
+        group_by: &str,
+        now: u64,
+    ) -> Result<Self, String> {
         let since_ms = query::parse_time(since, now)?;
         let until_ms = match until {
             Some(u) => query::parse_time(u, now)?,

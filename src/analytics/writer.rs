@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use super::event::CacheEvent;
 
 mod insert;
-use crate::cache::now_ms;
+use crate::clock::Clock;
 use crate::db::{DbError, DbHealth, OpenedFile, Writer};
 use insert::insert;
 
@@ -60,34 +60,35 @@ impl AnalyticsWriter {
             retention_days,
             capacity,
             Arc::new(DbHealth::default()),
+            Clock::system(),
         )
     }
 
     /// As [`AnalyticsWriter::start`], reporting write failures into `health` (shared
-    /// with the SQLite cache tier, which writes the same file).
+    /// with the SQLite cache tier, which writes the same file) and pruning by `clock`.
     pub fn start_reporting(
         path: &Path,
         region: Arc<str>,
         retention_days: u32,
         capacity: usize,
         health: Arc<DbHealth>,
+        clock: Clock,
     ) -> Result<Self, DbError> {
-        let conn = OpenedFile::open(path)?;
         let (queue, receiver) = mpsc::sync_channel(capacity);
         let counters = Arc::new(Counters::default());
-        let thread_counters = counters.clone();
+        let state = WriterState {
+            file: OpenedFile::open(path)?,
+            health,
+            region,
+            retention_days,
+            counters: counters.clone(),
+            clock,
+            last_prune: None,
+            failing: false,
+        };
         std::thread::Builder::new()
             .name("analytics-writer".into())
-            .spawn(move || {
-                write_loop(
-                    conn,
-                    receiver,
-                    region,
-                    retention_days,
-                    thread_counters,
-                    health,
-                )
-            })
+            .spawn(move || write_loop(state, receiver))
             .map_err(|source| DbError::Directory {
                 path: "analytics writer thread".into(),
                 source,
@@ -160,6 +161,7 @@ struct WriterState {
     region: Arc<str>,
     retention_days: u32,
     counters: Arc<Counters>,
+    clock: Clock,
     last_prune: Option<Instant>,
     failing: bool,
 }
@@ -169,7 +171,7 @@ impl WriterState {
         if self.retention_days == 0 || self.last_prune.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
             return;
         }
-        match prune(&self.file.conn, self.retention_days) {
+        match prune(&self.file.conn, self.retention_days, self.clock.now_ms()) {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 rows = n,
@@ -212,23 +214,8 @@ impl WriterState {
     }
 }
 
-fn write_loop(
-    file: OpenedFile,
-    receiver: mpsc::Receiver<Op>,
-    region: Arc<str>,
-    retention_days: u32,
-    counters: Arc<Counters>,
-    health: Arc<DbHealth>,
-) {
-    let state = std::cell::RefCell::new(WriterState {
-        file,
-        health,
-        region,
-        retention_days,
-        counters,
-        last_prune: None,
-        failing: false,
-    });
+fn write_loop(state: WriterState, receiver: mpsc::Receiver<Op>) {
+    let state = std::cell::RefCell::new(state);
     state.borrow_mut().prune_if_due();
     crate::batch::run_batches(
         &receiver,
@@ -260,9 +247,9 @@ fn count_batch(result: rusqlite::Result<()>, count: u64, counters: &Counters, fa
     }
 }
 
-/// Deletes rows older than `days`; returns how many.
-pub fn prune(conn: &Connection, days: u32) -> rusqlite::Result<usize> {
-    let cutoff = now_ms().saturating_sub(u64::from(days) * 86_400_000);
+/// Deletes rows older than `days` before `now_ms`; returns how many.
+pub fn prune(conn: &Connection, days: u32, now_ms: u64) -> rusqlite::Result<usize> {
+    let cutoff = now_ms.saturating_sub(u64::from(days) * 86_400_000);
     super::shadow::prune(conn, cutoff)?;
     conn.execute("DELETE FROM cache_events WHERE ts < ?1", [cutoff as i64])
 }

@@ -6,8 +6,6 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub use crate::clock::now_ms;
-
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -40,7 +38,7 @@ impl CachedAnswer {
         namespace: Arc<str>,
         body: Bytes,
         value: &Value,
-        ttl: Duration,
+        expires_at_ms: u64,
     ) -> Self {
         let model = value
             .get("model")
@@ -51,7 +49,7 @@ impl CachedAnswer {
             namespace,
             model: Arc::from(model),
             usage: Usage::from_json(value.get("usage")),
-            expires_at_ms: now_ms().saturating_add(ttl.as_millis() as u64),
+            expires_at_ms,
             // Exact size: the body arrives as a view into a larger buffer (read buffers,
             // a grown BytesMut), which must not stay alive as long as the entry.
             body: Bytes::copy_from_slice(&body),
@@ -135,12 +133,13 @@ impl CachedAnswer {
         }
     }
 
-    pub fn remaining_ttl(&self) -> Duration {
-        Duration::from_millis(self.expires_at_ms.saturating_sub(now_ms()))
+    /// Time left at `now_ms` (a [`crate::clock::Clock`] reading).
+    pub fn remaining_ttl(&self, now_ms: u64) -> Duration {
+        Duration::from_millis(self.expires_at_ms.saturating_sub(now_ms))
     }
 
-    pub fn is_expired(&self) -> bool {
-        now_ms() >= self.expires_at_ms
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        now_ms >= self.expires_at_ms
     }
 
     /// Bytes this entry costs in memory, for the L1 byte budget. Counts the body, one

@@ -189,7 +189,6 @@ pub fn decode(bytes: &[u8], max_body: usize) -> Result<CachedAnswer, Corrupt> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn answer(body: String) -> CachedAnswer {
         let value = serde_json::json!({"model": "gpt-4o-mini", "usage": {"prompt_tokens": 12, "completion_tokens": 34}});
@@ -198,7 +197,7 @@ mod tests {
             Arc::from("acme/faq"),
             Bytes::from(body),
             &value,
-            Duration::from_secs(60),
+            crate::clock::Clock::system().now_ms() + 60_000,
         )
     }
 

@@ -8,9 +8,11 @@ use moka::Expiry;
 use moka::future::Cache;
 
 use super::answer::CachedAnswer;
+use crate::clock::Clock;
 use crate::keying::CacheKey;
 
-struct EntryLifetime;
+/// Tells moka when an entry ends, read on the app's [`Clock`].
+struct EntryLifetime(Clock);
 
 impl Expiry<CacheKey, Arc<CachedAnswer>> for EntryLifetime {
     fn expire_after_create(
@@ -19,7 +21,7 @@ impl Expiry<CacheKey, Arc<CachedAnswer>> for EntryLifetime {
         value: &Arc<CachedAnswer>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(value.remaining_ttl())
+        Some(value.remaining_ttl(self.0.now_ms()))
     }
 
     fn expire_after_update(
@@ -29,7 +31,7 @@ impl Expiry<CacheKey, Arc<CachedAnswer>> for EntryLifetime {
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.remaining_ttl())
+        Some(value.remaining_ttl(self.0.now_ms()))
     }
 }
 
@@ -37,28 +39,34 @@ impl Expiry<CacheKey, Arc<CachedAnswer>> for EntryLifetime {
 pub struct L1Cache {
     cache: Cache<CacheKey, Arc<CachedAnswer>>,
     max_bytes: u64,
+    clock: Clock,
 }
 
 impl L1Cache {
-    pub fn new(max_bytes: u64) -> Self {
+    pub fn new(max_bytes: u64, clock: Clock) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_key, value: &Arc<CachedAnswer>| value.weight())
-            .expire_after(EntryLifetime)
+            .expire_after(EntryLifetime(clock.clone()))
             .support_invalidation_closures()
             .build();
-        Self { cache, max_bytes }
+        Self {
+            cache,
+            max_bytes,
+            clock,
+        }
     }
 
     pub async fn get(&self, key: &CacheKey) -> Option<Arc<CachedAnswer>> {
-        // moka expires lazily on its own clock; the entry's wall-clock expiry is final.
-        self.cache.get(key).await.filter(|a| !a.is_expired())
+        // moka expires lazily on its own clock; the entry's expiry on ours is final.
+        let now = self.clock.now_ms();
+        self.cache.get(key).await.filter(|a| !a.is_expired(now))
     }
 
     pub async fn insert(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
         // moka would admit an entry larger than the whole budget until its next eviction
         // pass; such an entry never belongs in L1.
-        if u64::from(answer.weight()) <= self.max_bytes && !answer.is_expired() {
+        if u64::from(answer.weight()) <= self.max_bytes && !answer.is_expired(self.clock.now_ms()) {
             self.cache.insert(key, answer).await;
         }
     }
@@ -102,13 +110,13 @@ mod tests {
             Arc::from("n"),
             Bytes::from(vec![b'x'; len]),
             &serde_json::json!({}),
-            Duration::from_secs(60),
+            Clock::system().now_ms() + 60_000,
         ))
     }
 
     #[tokio::test]
     async fn holds_entries_within_its_byte_budget() {
-        let l1 = L1Cache::new(10_000);
+        let l1 = L1Cache::new(10_000, Clock::system());
         l1.insert(CacheKey([1; 32]), answer(20_000)).await;
         assert!(
             l1.get(&CacheKey([1; 32])).await.is_none(),

@@ -13,7 +13,7 @@ pub mod responses;
 mod sqlite;
 mod tiered;
 
-pub use answer::{CachedAnswer, NotCacheable, Usage, now_ms};
+pub use answer::{CachedAnswer, NotCacheable, Usage};
 pub use fast_path::{FastPath, Fingerprint, KnownRequest};
 pub use flight::{BufferedAnswer, FlightGuard, FlightOutcome, Flights, Join, wait};
 pub use l1::L1Cache;

@@ -135,7 +135,7 @@ pub fn migrate(conn: &mut Connection) -> Result<Vec<&'static str>, DbError> {
         tx.execute_batch(sql).map_err(fail)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
-            rusqlite::params![version, name, crate::clock::now_ms() as i64],
+            rusqlite::params![version, name, crate::clock::system_ms() as i64],
         )
         .map_err(fail)?;
         tx.commit().map_err(fail)?;

@@ -129,6 +129,7 @@ pub async fn analytics(
         params.since.as_deref().unwrap_or("24h"),
         params.until.as_deref(),
         params.group_by.as_deref().unwrap_or("tier"),
+        state.clock.now_ms(),
     ) {
         Ok(r) => r,
         Err(e) => return ApiError::invalid(e, None).into_response(),

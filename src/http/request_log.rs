@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::analytics::{CacheEvent, Outcome};
-use crate::cache::{Usage, now_ms};
+use crate::cache::Usage;
 use crate::endpoint::Endpoint;
 use crate::keying::CacheKey;
 use crate::state::AppState;
@@ -120,7 +120,7 @@ impl RequestLog {
         state.analytics.record(
             &state.metrics,
             CacheEvent {
-                ts_ms: now_ms(),
+                ts_ms: state.clock.now_ms(),
                 endpoint: self.endpoint,
                 namespace: self.namespace.clone(),
                 model: self.model.clone(),

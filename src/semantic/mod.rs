@@ -17,7 +17,8 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 
-use crate::cache::{RedisTier, SemanticRow, SqliteTier, now_ms};
+use crate::cache::{RedisTier, SemanticRow, SqliteTier};
+use crate::clock::Clock;
 use crate::config::{SemanticConfig, SemanticMode};
 use crate::endpoint::Endpoint;
 use crate::keying::{CacheKey, KeyOptions};
@@ -49,6 +50,7 @@ pub struct SemanticCache {
     redis: Option<RedisTier>,
     sqlite: SqliteTier,
     metrics: SemanticMetrics,
+    clock: Clock,
 }
 
 impl SemanticCache {
@@ -59,6 +61,7 @@ impl SemanticCache {
         redis: Option<RedisTier>,
         sqlite: SqliteTier,
         metrics: SemanticMetrics,
+        clock: Clock,
     ) -> Result<Option<Self>, EmbedError> {
         let used = config.mode != SemanticMode::Off
             || config.namespaces.values().any(|m| *m != SemanticMode::Off);
@@ -76,6 +79,7 @@ impl SemanticCache {
             redis,
             sqlite,
             metrics,
+            clock,
         }))
     }
 
@@ -135,9 +139,12 @@ impl SemanticCache {
     /// Entries of the partition at or above `floor`, most similar first.
     pub fn candidates(&self, partition: &CacheKey, vector: &[f32], floor: f32) -> Vec<Candidate> {
         let threshold = floor;
-        let mut found = self
-            .index
-            .search(partition, vector, self.config.candidates, now_ms());
+        let mut found = self.index.search(
+            partition,
+            vector,
+            self.config.candidates,
+            self.clock.now_ms(),
+        );
         found.retain(|c| c.similarity >= threshold);
         found
     }
@@ -178,7 +185,7 @@ impl SemanticCache {
             embedder: self.embedder_id.clone(),
             text: Arc::from(probe.text.as_str()),
             vector,
-            created_ms: now_ms(),
+            created_ms: self.clock.now_ms(),
             expires_ms,
         };
         self.insert(&row);
@@ -206,7 +213,7 @@ impl SemanticCache {
 
     /// Forgets every entry (or a namespace's) here, and tells the other regions.
     pub async fn purge(&self, namespace: Option<&str>) -> usize {
-        let at = now_ms();
+        let at = self.clock.now_ms();
         let gone = self.index.purge(namespace, at);
         self.metrics.entries.set(self.index.len() as i64);
         self.publish_purge(namespace, at).await;
@@ -215,7 +222,7 @@ impl SemanticCache {
 
     /// Forgets, here only, what a purge made elsewhere covered.
     pub fn forget_namespace(&self, namespace: Option<&str>) {
-        self.index.purge(namespace, now_ms());
+        self.index.purge(namespace, self.clock.now_ms());
         self.metrics.entries.set(self.index.len() as i64);
     }
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::SemanticCache;
 use crate::cache::{
-    RedisTier, RedisUnavailable, SemanticRow, StreamRecord, now_ms, vector_bytes, vector_from_bytes,
+    RedisTier, RedisUnavailable, SemanticRow, StreamRecord, vector_bytes, vector_from_bytes,
 };
 use crate::keying::CacheKey;
 
@@ -94,7 +94,7 @@ impl SemanticCache {
                 })();
                 match parsed {
                     Some(row)
-                        if row.expires_ms > now_ms()
+                        if row.expires_ms > self.clock.now_ms()
                             && !self.index.contains(&row.partition, &row.key) =>
                     {
                         self.insert(&row);
@@ -121,7 +121,7 @@ impl SemanticCache {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(SWEEP_EVERY) => {}
                 }
-                this.index.sweep(now_ms());
+                this.index.sweep(this.clock.now_ms());
                 let index = this.clone();
                 let _ = tokio::task::spawn_blocking(move || index.index.compact()).await;
                 this.metrics.entries.set(this.index.len() as i64);

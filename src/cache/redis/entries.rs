@@ -31,7 +31,7 @@ impl RedisTier {
             return Ok(None);
         }
         match codec::decode(&value, self.inner.max_entry_bytes) {
-            Ok(answer) => Ok((!answer.is_expired()).then_some(answer)),
+            Ok(answer) => Ok((!answer.is_expired(self.inner.clock.now_ms())).then_some(answer)),
             Err(corrupt) => {
                 self.reject(corrupt.as_str());
                 tracing::warn!(key = %redis_key, reason = corrupt.as_str(), "redis value failed its checks: deleted, served as a miss");
@@ -65,7 +65,7 @@ impl RedisTier {
         if !self.is_up() {
             return;
         }
-        let ttl_ms = answer.remaining_ttl().as_millis() as u64;
+        let ttl_ms = answer.remaining_ttl(self.inner.clock.now_ms()).as_millis() as u64;
         if ttl_ms == 0 || answer.body.len() > self.inner.max_entry_bytes {
             return;
         }

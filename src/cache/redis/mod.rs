@@ -21,6 +21,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisResult};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::RedisConfig;
 use crate::keying::CacheKey;
 
@@ -83,6 +84,8 @@ struct Inner {
     rejected: prometheus::IntCounterVec,
     /// Cluster mode: health per slot range.
     slots: Option<SlotHealth>,
+    /// Reads expiries: what is expired is a miss, what is left is the `PX` written.
+    clock: Clock,
 }
 
 /// What a stored value may add to its body: the header, model and namespace (each at
@@ -114,7 +117,7 @@ impl RedisTier {
             &["tier", "reason"],
         )
         .expect("valid metric");
-        Self::with_limits(config, calls, 8 * 1024 * 1024, rejected)
+        Self::with_limits(config, calls, 8 * 1024 * 1024, rejected, Clock::system())
     }
 
     /// As [`RedisTier::from_config`], with the entry size bound and the counter of
@@ -124,6 +127,7 @@ impl RedisTier {
         calls: prometheus::IntCounterVec,
         max_entry_bytes: usize,
         rejected: prometheus::IntCounterVec,
+        clock: Clock,
     ) -> Option<Self> {
         let target = match (&config.url, config.cluster_urls.is_empty()) {
             (Some(url), _) => Target::Single(url.expose().to_owned()),
@@ -152,6 +156,7 @@ impl RedisTier {
                 rejected,
                 slots: matches!(target, Target::Cluster(_)).then(SlotHealth::new),
                 target,
+                clock,
             }),
         })
     }

@@ -16,7 +16,8 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::answer::{CachedAnswer, Usage, now_ms};
+use super::answer::{CachedAnswer, Usage};
+use crate::clock::Clock;
 use crate::db::{self, DbError, DbHealth, OpenedFile};
 use crate::endpoint::Endpoint;
 use crate::keying::CacheKey;
@@ -54,19 +55,25 @@ pub struct SqliteTier {
     dropped: Arc<AtomicU64>,
     known: KnownKeys,
     health: Arc<DbHealth>,
+    clock: Clock,
 }
 
 impl SqliteTier {
     /// Opens (and migrates) the database and starts the writer thread.
-    pub fn open(path: &Path, max_bytes: u64, cleanup_every: Duration) -> Result<Self, DbError> {
+    pub fn open(
+        path: &Path,
+        max_bytes: u64,
+        cleanup_every: Duration,
+        clock: Clock,
+    ) -> Result<Self, DbError> {
         let writer = OpenedFile::open(path)?;
         let reader = db::open(path)?;
-        let known: KnownKeys = Arc::new(Mutex::new(load_keys(&reader).map_err(|source| {
-            DbError::Sqlite {
+        let known: KnownKeys = Arc::new(Mutex::new(load_keys(&reader, clock.now_ms()).map_err(
+            |source| DbError::Sqlite {
                 path: path.display().to_string(),
                 source,
-            }
-        })?));
+            },
+        )?));
         let (writes, queue) = mpsc::sync_channel(QUEUE);
         let health = Arc::new(DbHealth::default());
         let reader = Arc::new(Mutex::new(reader));
@@ -74,6 +81,7 @@ impl SqliteTier {
             known: known.clone(),
             reader: reader.clone(),
             health: health.clone(),
+            clock: clock.clone(),
         };
         std::thread::Builder::new()
             .name("sqlite-cache-writer".into())
@@ -88,6 +96,7 @@ impl SqliteTier {
             dropped: Arc::new(AtomicU64::new(0)),
             known,
             health,
+            clock,
         })
     }
 
@@ -107,11 +116,12 @@ impl SqliteTier {
             return None;
         }
         let reader = self.reader.clone();
+        let now = self.clock.now_ms();
         let result = tokio::task::spawn_blocking(move || {
             let conn = reader
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            read_entry(&conn, &key)
+            read_entry(&conn, &key, now)
         })
         .await;
         match result {
@@ -181,11 +191,11 @@ impl SqliteTier {
     }
 }
 
-fn load_keys(conn: &Connection) -> rusqlite::Result<HashMap<CacheKey, u64>> {
+fn load_keys(conn: &Connection, now_ms: u64) -> rusqlite::Result<HashMap<CacheKey, u64>> {
     let mut stmt =
         conn.prepare("SELECT key, expires_at_ms FROM cache_entries WHERE expires_at_ms > ?1")?;
     let keys = stmt
-        .query_map([now_ms() as i64], |row| {
+        .query_map([now_ms as i64], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
         })?
         .filter_map(|row| {
@@ -196,13 +206,17 @@ fn load_keys(conn: &Connection) -> rusqlite::Result<HashMap<CacheKey, u64>> {
     Ok(keys)
 }
 
-fn read_entry(conn: &Connection, key: &CacheKey) -> rusqlite::Result<Option<CachedAnswer>> {
+fn read_entry(
+    conn: &Connection,
+    key: &CacheKey,
+    now_ms: u64,
+) -> rusqlite::Result<Option<CachedAnswer>> {
     conn.prepare_cached(
         "SELECT endpoint, namespace, model, body, prompt_tokens, completion_tokens, expires_at_ms,
                 usage_estimated
          FROM cache_entries WHERE key = ?1 AND expires_at_ms > ?2",
     )?
-    .query_row(params![key.to_hex(), now_ms() as i64], |row| {
+    .query_row(params![key.to_hex(), now_ms as i64], |row| {
         let endpoint: String = row.get(0)?;
         let namespace: String = row.get(1)?;
         let model: String = row.get(2)?;
@@ -251,7 +265,7 @@ mod tests {
             Arc::from(ns),
             Bytes::from(vec![b'x'; body_len]),
             &serde_json::json!({"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 2}}),
-            ttl,
+            Clock::system().now_ms() + ttl.as_millis() as u64,
         ))
     }
 
@@ -259,7 +273,8 @@ mod tests {
     async fn keeping_warm_writes_an_entry_once_and_a_new_one_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
-        let tier = SqliteTier::open(&path, u64::MAX, Duration::from_secs(60)).unwrap();
+        let tier =
+            SqliteTier::open(&path, u64::MAX, Duration::from_secs(60), Clock::system()).unwrap();
         // Counts every row written to cache_entries, however it is written.
         let counter = db::open(&path).unwrap();
         counter
@@ -304,7 +319,8 @@ mod tests {
     async fn stores_reads_purges_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
-        let tier = SqliteTier::open(&path, u64::MAX, Duration::from_secs(60)).unwrap();
+        let tier =
+            SqliteTier::open(&path, u64::MAX, Duration::from_secs(60), Clock::system()).unwrap();
         let (k1, k2, k3) = (CacheKey([1; 32]), CacheKey([2; 32]), CacheKey([3; 32]));
         tier.put(k1, entry("acme", 10, Duration::from_secs(60)));
         tier.put(k2, entry("acme/faq", 10, Duration::from_secs(60)));
@@ -314,7 +330,8 @@ mod tests {
         assert_eq!(got.usage.completion_tokens, 2);
         assert_eq!(got.namespace.as_ref(), "acme");
 
-        let reopened = SqliteTier::open(&path, u64::MAX, Duration::from_secs(60)).unwrap();
+        let reopened =
+            SqliteTier::open(&path, u64::MAX, Duration::from_secs(60), Clock::system()).unwrap();
         assert!(reopened.get(k2).await.is_some(), "durable across reopen");
         assert_eq!(reopened.purge(Some("acme")).await.unwrap(), 2);
         assert!(reopened.get(k1).await.is_none());
@@ -329,12 +346,21 @@ mod tests {
     #[tokio::test]
     async fn expired_entries_are_not_served() {
         let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::system();
+        let path = dir.path().join("c.db");
         let tier =
-            SqliteTier::open(&dir.path().join("c.db"), u64::MAX, Duration::from_secs(60)).unwrap();
+            SqliteTier::open(&path, u64::MAX, Duration::from_secs(60), clock.clone()).unwrap();
         let key = CacheKey([9; 32]);
-        tier.put(key, entry("n", 5, Duration::ZERO));
+        tier.put(key, entry("n", 5, Duration::from_secs(60)));
         tier.flush().await;
-        assert!(tier.get(key).await.is_none());
+        assert!(tier.get(key).await.is_some(), "live for a minute");
+        clock.advance(Duration::from_secs(61));
+        assert!(tier.get(key).await.is_none(), "expired on the tier's clock");
+        let reopened = SqliteTier::open(&path, u64::MAX, Duration::from_secs(60), clock).unwrap();
+        assert!(
+            reopened.get(key).await.is_none(),
+            "not loaded as a live key"
+        );
     }
 
     #[test]
@@ -348,7 +374,7 @@ mod tests {
                 entry("n", 100, Duration::from_secs(60)),
             ));
         }
-        apply(&mut conn, ops).unwrap();
+        apply(&mut conn, ops, Clock::system().now_ms()).unwrap();
         // Make creation order explicit: key i created at i.
         for i in 0..10u8 {
             conn.execute(
@@ -357,7 +383,7 @@ mod tests {
             )
             .unwrap();
         }
-        let gone = cleanup(&conn, 450).unwrap();
+        let gone = cleanup(&conn, 450, Clock::system().now_ms()).unwrap();
         assert_eq!(gone.len(), 6);
         let mut left: Vec<String> = conn
             .prepare("SELECT key FROM cache_entries ORDER BY created_at_ms")

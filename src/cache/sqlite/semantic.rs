@@ -7,7 +7,6 @@ use std::sync::Arc;
 use rusqlite::{Connection, params};
 
 use super::SqliteTier;
-use crate::cache::answer::now_ms;
 use crate::keying::CacheKey;
 
 /// One remembered question (see `semantic::index::Entry`).
@@ -58,11 +57,11 @@ pub(super) fn insert(conn: &Connection, row: &SemanticRow) -> rusqlite::Result<u
 }
 
 /// Expired rows, and rows whose answer is no longer in `cache_entries`.
-pub(super) fn cleanup(conn: &Connection) -> rusqlite::Result<usize> {
+pub(super) fn cleanup(conn: &Connection, now_ms: u64) -> rusqlite::Result<usize> {
     conn.execute(
         "DELETE FROM semantic_entries WHERE expires_at_ms <= ?1
             OR NOT EXISTS (SELECT 1 FROM cache_entries c WHERE c.key = semantic_entries.key)",
-        [now_ms() as i64],
+        [now_ms as i64],
     )
 }
 
@@ -77,13 +76,18 @@ pub(super) fn purge(conn: &Connection, namespace: Option<&str>) -> rusqlite::Res
     }
 }
 
-fn load(conn: &Connection, embedder: &str, limit: usize) -> rusqlite::Result<Vec<SemanticRow>> {
+fn load(
+    conn: &Connection,
+    embedder: &str,
+    limit: usize,
+    now_ms: u64,
+) -> rusqlite::Result<Vec<SemanticRow>> {
     let mut stmt = conn.prepare(
         "SELECT partition, key, namespace, text, embedding, created_at_ms, expires_at_ms
          FROM semantic_entries WHERE embedder = ?1 AND expires_at_ms > ?2
          ORDER BY created_at_ms DESC LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![embedder, now_ms() as i64, limit as i64], |r| {
+    let rows = stmt.query_map(params![embedder, now_ms as i64, limit as i64], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
@@ -131,11 +135,12 @@ impl SqliteTier {
     pub async fn semantic_rows(&self, embedder: &str, limit: usize) -> Vec<SemanticRow> {
         let reader = self.reader.clone();
         let embedder = embedder.to_owned();
+        let now = self.clock.now_ms();
         let result = tokio::task::spawn_blocking(move || {
             let conn = reader
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            load(&conn, &embedder, limit)
+            load(&conn, &embedder, limit, now)
         })
         .await;
         match result {

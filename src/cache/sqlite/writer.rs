@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::{BATCH, KnownKeys, WriteOp, load_keys, lock_keys, purge_entries};
-use crate::cache::answer::now_ms;
+use crate::clock::Clock;
 use crate::db::{self, DbHealth, OpenedFile, Writer};
 use crate::keying::CacheKey;
 
@@ -18,6 +18,7 @@ pub(super) struct Shared {
     pub(super) known: KnownKeys,
     pub(super) reader: Arc<Mutex<Connection>>,
     pub(super) health: Arc<DbHealth>,
+    pub(super) clock: Clock,
 }
 
 pub(super) fn write_loop(
@@ -43,7 +44,8 @@ pub(super) fn write_loop(
         if !s.file.reopen_if_stale("cache") {
             return;
         }
-        *lock_keys(&shared.known) = load_keys(&s.file.conn).unwrap_or_default();
+        *lock_keys(&shared.known) =
+            load_keys(&s.file.conn, shared.clock.now_ms()).unwrap_or_default();
         if let Ok(reader) = db::open(s.file.path()) {
             *shared
                 .reader
@@ -55,7 +57,7 @@ pub(super) fn write_loop(
         if s.last_cleanup.elapsed() < cleanup_every {
             return;
         }
-        match cleanup(&s.file.conn, max_bytes) {
+        match cleanup(&s.file.conn, max_bytes, shared.clock.now_ms()) {
             Ok(gone) => {
                 let mut keys = lock_keys(&shared.known);
                 for key in gone {
@@ -74,7 +76,7 @@ pub(super) fn write_loop(
             let s = &mut *state.borrow_mut();
             follow_the_path(s);
             let purged = batch.iter().any(|op| matches!(op, WriteOp::Purge(..)));
-            let result = apply(&mut s.file.conn, batch);
+            let result = apply(&mut s.file.conn, batch, shared.clock.now_ms());
             shared.health.report(Writer::Cache, result.is_ok());
             match (&result, s.failing) {
                 (Err(e), false) => {
@@ -87,7 +89,7 @@ pub(super) fn write_loop(
                 }
                 _ => {}
             }
-            if purged && let Ok(keys) = load_keys(&s.file.conn) {
+            if purged && let Ok(keys) = load_keys(&s.file.conn, shared.clock.now_ms()) {
                 *lock_keys(&shared.known) = keys;
             }
             cleanup_if_due(s);
@@ -100,7 +102,12 @@ pub(super) fn write_loop(
     );
 }
 
-pub(super) fn apply(conn: &mut Connection, batch: Vec<WriteOp>) -> rusqlite::Result<()> {
+/// Writes one batch in one transaction; `now_ms` is the rows' `created_at_ms`.
+pub(super) fn apply(
+    conn: &mut Connection,
+    batch: Vec<WriteOp>,
+    now_ms: u64,
+) -> rusqlite::Result<()> {
     let mut replies = Vec::new();
     let tx = conn.transaction()?;
     let mut outcome = Ok(());
@@ -123,7 +130,7 @@ pub(super) fn apply(conn: &mut Connection, batch: Vec<WriteOp>) -> rusqlite::Res
                             a.body.as_ref(),
                             a.usage.prompt_tokens as i64,
                             a.usage.completion_tokens as i64,
-                            now_ms() as i64,
+                            now_ms as i64,
                             a.expires_at_ms as i64,
                             a.body.len() as i64,
                             i64::from(a.usage.estimated),
@@ -172,7 +179,11 @@ enum Reply {
 }
 
 /// Deletes expired entries and, past `max_bytes`, the oldest; returns the keys removed.
-pub(super) fn cleanup(conn: &Connection, max_bytes: u64) -> rusqlite::Result<Vec<CacheKey>> {
+pub(super) fn cleanup(
+    conn: &Connection,
+    max_bytes: u64,
+    now_ms: u64,
+) -> rusqlite::Result<Vec<CacheKey>> {
     let collect =
         |stmt: &mut rusqlite::Statement<'_>, param: i64| -> rusqlite::Result<Vec<CacheKey>> {
             let keys = stmt
@@ -183,7 +194,7 @@ pub(super) fn cleanup(conn: &Connection, max_bytes: u64) -> rusqlite::Result<Vec
         };
     let mut gone = collect(
         &mut conn.prepare("DELETE FROM cache_entries WHERE expires_at_ms <= ?1 RETURNING key")?,
-        now_ms() as i64,
+        now_ms as i64,
     )?;
     let total: i64 = conn.query_row(
         "SELECT coalesce(sum(size), 0) FROM cache_entries",
@@ -211,6 +222,6 @@ pub(super) fn cleanup(conn: &Connection, max_bytes: u64) -> rusqlite::Result<Vec
     if !gone.is_empty() {
         tracing::debug!(removed = gone.len(), "sqlite cache cleanup");
     }
-    super::semantic::cleanup(conn)?;
+    super::semantic::cleanup(conn, now_ms)?;
     Ok(gone)
 }

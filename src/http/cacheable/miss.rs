@@ -281,8 +281,18 @@ impl Miss {
         value: &serde_json::Value,
         estimate: Option<Usage>,
     ) -> CachedAnswer {
-        let mut answer =
-            CachedAnswer::new(self.endpoint, self.namespace.clone(), body, value, self.ttl);
+        let expires_at_ms = self
+            .state
+            .clock
+            .now_ms()
+            .saturating_add(self.ttl.as_millis() as u64);
+        let mut answer = CachedAnswer::new(
+            self.endpoint,
+            self.namespace.clone(),
+            body,
+            value,
+            expires_at_ms,
+        );
         if let Some(usage) = estimate {
             answer.usage = usage;
         }

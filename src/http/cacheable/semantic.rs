@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use super::{Ctx, hit};
 use crate::analytics::{Agreement, AnalyticsWriter, Outcome, ShadowRow};
-use crate::cache::{CachedAnswer, Usage, now_ms};
+use crate::cache::{CachedAnswer, Usage};
 use crate::config::SemanticMode;
 use crate::http::X_CACHE_SIMILARITY;
 use crate::http::request_log::RequestLog;
@@ -260,7 +260,7 @@ impl Ctx {
             .map_or(0.0, |a| self.state.price(&log.model, a.usage));
         Shadow {
             row: ShadowRow {
-                ts_ms: now_ms(),
+                ts_ms: self.state.clock.now_ms(),
                 endpoint: self.endpoint,
                 namespace: self.namespace.clone(),
                 model: log.model.clone(),

@@ -181,7 +181,7 @@ async fn rows_past_the_retention_are_pruned_in_the_background() {
     let db = dir.path().join("old.db");
     let (code, _, _) = run_binary(&["migrate"], &[("SQLITE_PATH", db.to_str().unwrap())]);
     assert_eq!(code, 0);
-    let now = edge_gateway::cache::now_ms() as i64;
+    let now = edge_gateway::clock::Clock::system().now_ms() as i64;
     {
         let conn = Connection::open(&db).unwrap();
         for age_days in [30, 10, 1] {
