@@ -62,7 +62,7 @@ impl App {
                         () = tokio::time::sleep(every) => {}
                     }
                     for namespace in state.cache.apply_remote_purges().await {
-                        state.metrics.purge_generations_seen.inc();
+                        state.metrics.cache.purge_generations_seen.inc();
                         if let Some(semantic) = &state.semantic {
                             semantic.forget_namespace(namespace.as_deref());
                         }
@@ -120,7 +120,7 @@ impl App {
             self.listener,
             dispatch,
             limits,
-            self.state.metrics.connections(),
+            self.state.metrics.http.connections.clone(),
             draining.clone(),
         );
         let deadline = async {

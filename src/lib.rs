@@ -22,20 +22,27 @@
 //! - [`analytics`]: `cache_events` rows, pricing, global counters, reports.
 //! - [`db`]: the SQLite file and its embedded migrations.
 //! - [`error`]: `ApiError`, the one OpenAI-shaped error a client can see.
-//! - [`metrics`], [`telemetry`]: Prometheus registry and logging.
+//! - [`metrics`], [`telemetry`]: Prometheus registry (and the HTTP layer's series) and logging.
 //! - [`tokens`]: token estimates when the relay reports no usage; [`usage`], [`clock`],
 //!   [`paths`], [`strict_json`]: small leaves the others share.
 //!
 //! Module arrows point one way (tests/api/structure.rs checks there is no cycle):
 //!
 //! ```text
-//! app ──► http ──► state ──► analytics, cache, relay, auth, limits, semantic
-//!  │        │        analytics ──► cache, db, metrics      cache ──► db, keying, usage
-//!  │        │        semantic ──► cache, relay, keying, metrics, config
-//!  └► server ──► http, auth; http └► request, keying, tokens   relay ──► metrics, paths, config
-//! leaves: clock, usage, paths, metrics, endpoint, error, strict_json, batch
-//! config ──► paths only; db ──► clock only
+//! app ──► http, server, state          server ──► http, auth, metrics
+//! http ──► state, analytics, cache, relay, semantic, auth, request, keying, tokens
+//! state ──► analytics, cache, relay, semantic, auth, limits, metrics, clock
+//! semantic ──► cache, relay, keying, metrics, clock     relay ──► metrics, paths
+//! analytics ──► cache, db, keying, metrics, clock, batch
+//! cache ──► db, keying, metrics, clock, usage, batch    db ──► clock
+//! leaves: clock, usage, paths, endpoint, error, strict_json, batch; metrics ──► endpoint;
+//! config ──► paths only (everything reads config)
 //! ```
+//!
+//! Each module registers its own metrics (`cache::CacheMetrics`, `relay::RelayMetrics`,
+//! `analytics::AnalyticsMetrics`, `semantic::SemanticMetrics`, `metrics::HttpMetrics`)
+//! through `metrics::Registrar`; `state::Metrics` holds them in the app's registry. Time
+//! comes from the `clock::Clock` the app was built with.
 //!
 //! A cacheable request's life, in order (`http::dispatch`, `http::cacheable`): the guard
 //! (header limits, in-flight cap) → `auth` (remembered per connection) → body read under `MAX_BODY_BYTES` →

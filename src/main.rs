@@ -12,7 +12,6 @@ use edge_gateway::cache::{RedisTier, purge_entries};
 use edge_gateway::cli::{AnalyticsArgs, CacheCommand, Cli, Command, Format};
 use edge_gateway::clock::Clock;
 use edge_gateway::config::{Config, ProcessEnv};
-use edge_gateway::metrics::Metrics;
 use edge_gateway::{App, db, telemetry};
 
 fn main() -> ExitCode {
@@ -94,7 +93,7 @@ fn print_report(
 }
 
 fn global_analytics(config: &Config, request: &report::Request, format: Format) -> ExitCode {
-    let Some(redis) = RedisTier::from_config(&config.redis, Metrics::new().redis_calls) else {
+    let Some(redis) = RedisTier::from_config(&config.redis) else {
         eprintln!(
             "edge-gateway analytics --global: needs REDIS_URL or REDIS_CLUSTER_URLS (the shared counters live in Redis)"
         );
@@ -171,7 +170,7 @@ fn purge(config: &Config, namespace: Option<&str>) -> ExitCode {
             ok = false;
         }
     }
-    if let Some(redis) = RedisTier::from_config(&config.redis, Metrics::new().redis_calls) {
+    if let Some(redis) = RedisTier::from_config(&config.redis) {
         let result = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -12,18 +12,20 @@ use axum::http::HeaderValue;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::analytics::{Analytics, AnalyticsWriter, GlobalCounters, Pricing};
+use crate::analytics::{Analytics, AnalyticsMetrics, AnalyticsWriter, GlobalCounters, Pricing};
 use crate::auth::Authenticator;
-use crate::cache::{FastPath, Flights, L1Cache, RedisTier, SqliteTier, TieredCache, Usage};
+use crate::cache::{
+    CacheMetrics, FastPath, Flights, L1Cache, RedisTier, SqliteTier, TieredCache, Usage,
+};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::keying::KeyOptions;
 use crate::limits::RateLimits;
-use crate::metrics::Metrics;
-use crate::relay::Relay;
-use crate::semantic::SemanticCache;
+use crate::metrics::{HttpMetrics, Registrar};
+use crate::relay::{Relay, RelayMetrics};
+use crate::semantic::{SemanticCache, SemanticMetrics};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -102,19 +104,19 @@ impl AppState {
             clock.clone(),
         )?;
         let metrics = Metrics::new();
-        let relay = Arc::new(Relay::new(&config, metrics.relay()).map_err(StartError::Relay)?);
+        let relay =
+            Arc::new(Relay::new(&config, metrics.relay.clone()).map_err(StartError::Relay)?);
         let cache = TieredCache::new(
             L1Cache::new(config.cache.l1_max_bytes, clock.clone()),
             RedisTier::with_limits(
                 &config.redis,
-                metrics.redis_calls.clone(),
+                &metrics.cache,
                 config.cache.max_entry_bytes,
-                metrics.cache_rejected.clone(),
                 clock.clone(),
             ),
             sqlite,
         )
-        .with_entry_limit(config.cache.max_entry_bytes, metrics.cache_rejected.clone());
+        .with_entry_limit(config.cache.max_entry_bytes, metrics.cache.rejected.clone());
         let semantic = SemanticCache::new(
             &config.semantic,
             relay.clone(),
@@ -139,6 +141,7 @@ impl AppState {
             )?,
             global: cache.redis().map(|_| GlobalCounters::new(region)),
             pricing: Pricing::new(&config.pricing),
+            metrics: metrics.analytics.clone(),
         };
         let key_options = KeyOptions {
             case_insensitive: config.normalize.case_insensitive,
@@ -179,12 +182,12 @@ impl AppState {
     pub fn rate_limit(&self, caller: &Arc<str>) -> Result<(), ApiError> {
         self.limits
             .check(caller)
-            .inspect_err(|_| self.metrics.rate_limited.inc())
+            .inspect_err(|_| self.metrics.http.rate_limited.inc())
     }
 
     /// Counts one cacheable request by how it was answered.
     pub fn count(&self, endpoint: Endpoint, tier: &str) {
-        self.metrics.resolved.cache_request(endpoint, tier);
+        self.metrics.http.resolved.cache_request(endpoint, tier);
     }
 
     pub fn readiness(&self) -> Readiness {
@@ -212,42 +215,76 @@ impl AppState {
 
     /// USD the relay charges for `usage` of `model` (0 when the model has no price).
     pub fn price(&self, model: &str, usage: Usage) -> f64 {
-        self.analytics.price(
-            &self.metrics,
-            model,
-            usage.prompt_tokens,
-            usage.completion_tokens,
-        )
+        self.analytics
+            .price(model, usage.prompt_tokens, usage.completion_tokens)
     }
 
     /// Refreshes gauges that reflect live state, just before `/metrics` renders.
     pub fn refresh_gauges(&self) {
-        self.analytics.refresh_metrics(&self.metrics);
+        self.analytics.refresh_metrics();
+        let cache = &self.metrics.cache;
         for (tier, state) in self.cache.states() {
             let enabled = state != "disabled";
-            self.metrics
+            cache
                 .tier_enabled
                 .with_label_values(&[tier])
                 .set(i64::from(enabled));
             // A tier that is not configured is not down: no `up` series, so an alert
             // on `cache_tier_up == 0` means a real outage.
             if enabled {
-                self.metrics
-                    .tier_state
+                cache
+                    .tier_up
                     .with_label_values(&[tier])
                     .set(i64::from(state == "up"));
             }
         }
         if let Some(redis) = self.cache.redis() {
-            self.metrics.redis_slots_down.set(redis.slots_down() as i64);
+            cache.redis_slots_down.set(redis.slots_down() as i64);
         }
         if self.config.is_managed() {
             for (region, usable) in self.relay.usable_keys() {
                 self.metrics
-                    .relay_keys_usable
+                    .relay
+                    .keys_usable
                     .with_label_values(&[region.as_ref()])
                     .set(usable as i64);
             }
         }
+    }
+}
+
+/// Every module's metrics, in the app's one registry (`/metrics` renders it).
+pub struct Metrics {
+    registry: prometheus::Registry,
+    pub http: HttpMetrics,
+    pub cache: CacheMetrics,
+    pub relay: RelayMetrics,
+    pub analytics: AnalyticsMetrics,
+    pub semantic: SemanticMetrics,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = crate::metrics::registry();
+        let r = Registrar(&registry);
+        Self {
+            http: HttpMetrics::register(&r),
+            cache: CacheMetrics::register(&r),
+            relay: RelayMetrics::register(&r),
+            analytics: AnalyticsMetrics::register(&r),
+            semantic: SemanticMetrics::register(&r),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        crate::metrics::render(&self.registry)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
 }

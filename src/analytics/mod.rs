@@ -6,6 +6,7 @@
 pub mod cli;
 mod event;
 mod global;
+mod metrics;
 mod pricing;
 pub mod query;
 pub mod shadow;
@@ -16,11 +17,10 @@ use std::sync::Arc;
 pub use crate::config::ModelPrice;
 pub use event::{CacheEvent, Outcome};
 pub use global::{Counts, GlobalCounters, read_global};
+pub use metrics::AnalyticsMetrics;
 pub use pricing::{Known, Pricing};
 pub use shadow::{Agreement, ShadowReport, ShadowRow};
 pub use writer::{AnalyticsWriter, QUEUE_CAPACITY, prune};
-
-use crate::metrics::Metrics;
 
 /// What the request path talks to: price, then record.
 pub struct Analytics {
@@ -28,22 +28,17 @@ pub struct Analytics {
     pub writer: AnalyticsWriter,
     pub global: Option<GlobalCounters>,
     pub pricing: Pricing,
+    pub metrics: AnalyticsMetrics,
 }
 
 impl Analytics {
     /// USD for `usage` of `model`; an unknown model costs 0, counted and logged once.
-    pub fn price(
-        &self,
-        metrics: &Metrics,
-        model: &str,
-        prompt_tokens: u64,
-        completion_tokens: u64,
-    ) -> f64 {
+    pub fn price(&self, model: &str, prompt_tokens: u64, completion_tokens: u64) -> f64 {
         let (usd, known) = self.pricing.cost(model, prompt_tokens, completion_tokens);
         match known {
             Known::Yes => {}
             Known::FirstUnknown => {
-                metrics.unknown_model_prices.inc();
+                self.metrics.unknown_model_prices.inc();
                 // A bounded sample: the first names seen, each cut to 64 characters.
                 let shown: String = model.chars().take(64).collect();
                 tracing::warn!(
@@ -51,12 +46,13 @@ impl Analytics {
                     "no price for this model: cost and savings count as 0 (add it under [pricing])"
                 );
             }
-            Known::Unknown => metrics.unknown_model_prices.inc(),
+            Known::Unknown => self.metrics.unknown_model_prices.inc(),
         }
         usd
     }
 
-    pub fn record(&self, metrics: &Metrics, event: CacheEvent) {
+    pub fn record(&self, event: CacheEvent) {
+        let metrics = &self.metrics;
         if !self.enabled {
             return;
         }
@@ -74,15 +70,14 @@ impl Analytics {
     }
 
     /// Copies the writer's counters into the metrics just before a scrape.
-    pub fn refresh_metrics(&self, metrics: &Metrics) {
-        metrics
-            .analytics_queue_depth
-            .set(self.writer.depth() as i64);
+    pub fn refresh_metrics(&self) {
+        let metrics = &self.metrics;
+        metrics.queue_depth.set(self.writer.depth() as i64);
         let sync = |counter: &prometheus::IntCounter, value: u64| {
             counter.inc_by(value.saturating_sub(counter.get()));
         };
-        sync(&metrics.analytics_written, self.writer.written());
-        sync(&metrics.analytics_dropped, self.writer.dropped());
+        sync(&metrics.written, self.writer.written());
+        sync(&metrics.dropped, self.writer.dropped());
     }
 }
 

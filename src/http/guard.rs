@@ -40,7 +40,7 @@ pub(super) fn admit<'a>(
     let before = state.in_flight.fetch_add(1, Ordering::AcqRel);
     let slot = InFlight(&state.in_flight);
     if before >= state.config.server.max_in_flight {
-        state.metrics.shed.inc();
+        state.metrics.http.shed.inc();
         return Err(ApiError::Overloaded);
     }
     Ok(slot)

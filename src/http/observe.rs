@@ -25,12 +25,14 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let status = response.status();
     state
         .metrics
-        .http_requests
+        .http
+        .requests
         .with_label_values(&[route.as_str(), status.as_str()])
         .inc();
     state
         .metrics
-        .http_latency
+        .http
+        .latency
         .with_label_values(&[route.as_str()])
         .observe(started.elapsed().as_secs_f64());
     response
@@ -47,7 +49,7 @@ pub(super) fn observed(
     response
         .headers_mut()
         .insert(X_EDGE_REGION, state.region_header.clone());
-    let resolved = &state.metrics.resolved;
+    let resolved = &state.metrics.http.resolved;
     resolved.http_request(endpoint, response.status().as_u16());
     resolved.http_latency(endpoint, started.elapsed().as_secs_f64());
 }

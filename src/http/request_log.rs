@@ -117,27 +117,24 @@ impl RequestLog {
     fn record(&self, state: &AppState) {
         let latency_ms = self.latency_ms.unwrap_or_else(|| self.elapsed_ms());
         let status = self.status;
-        state.analytics.record(
-            &state.metrics,
-            CacheEvent {
-                ts_ms: state.clock.now_ms(),
-                endpoint: self.endpoint,
-                namespace: self.namespace.clone(),
-                model: self.model.clone(),
-                tier: self.tier,
-                status,
-                key: self.key,
-                prompt_tokens: self.usage.prompt_tokens,
-                completion_tokens: self.usage.completion_tokens,
-                usage_estimated: self.usage.estimated,
-                latency_ms,
-                relay_region: self.relay_region.clone(),
-                cost_usd: self.cost_usd,
-                saved_usd: self.saved_usd,
-                similarity: self.similarity,
-                embedding_cost_usd: self.embedding_cost_usd,
-            },
-        );
+        state.analytics.record(CacheEvent {
+            ts_ms: state.clock.now_ms(),
+            endpoint: self.endpoint,
+            namespace: self.namespace.clone(),
+            model: self.model.clone(),
+            tier: self.tier,
+            status,
+            key: self.key,
+            prompt_tokens: self.usage.prompt_tokens,
+            completion_tokens: self.usage.completion_tokens,
+            usage_estimated: self.usage.estimated,
+            latency_ms,
+            relay_region: self.relay_region.clone(),
+            cost_usd: self.cost_usd,
+            saved_usd: self.saved_usd,
+            similarity: self.similarity,
+            embedding_cost_usd: self.embedding_cost_usd,
+        });
     }
 
     pub fn elapsed_ms(&self) -> f64 {

@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn resolved_handles_count_into_the_same_series_as_labels() {
-        let metrics = super::super::Metrics::new();
+        let registry = super::super::registry();
+        let metrics = super::super::HttpMetrics::register(&super::super::Registrar(&registry));
         let resolved = &metrics.resolved;
         resolved.http_request(Endpoint::Embeddings, 200);
         resolved.http_request(Endpoint::Embeddings, 200);
@@ -114,14 +115,14 @@ mod tests {
         resolved.cache_request(Endpoint::Responses, "l1");
         let get = |status: &str| {
             metrics
-                .http_requests
+                .requests
                 .with_label_values(&["/v1/embeddings", status])
                 .get()
         };
         assert_eq!((get("200"), get("429")), (2, 1));
         assert_eq!(
             metrics
-                .http_latency
+                .latency
                 .with_label_values(&["/v1/embeddings"])
                 .get_sample_count(),
             1
@@ -134,7 +135,7 @@ mod tests {
         };
         assert_eq!(tier("l1"), 2);
         assert!(TIERS[1..].iter().all(|t| tier(t) == 1));
-        let text = metrics.render();
+        let text = super::super::render(&registry);
         assert!(
             !text.contains("endpoint=\"chat.completions\""),
             "no series before its first request"

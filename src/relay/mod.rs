@@ -8,8 +8,10 @@ mod client;
 mod headers;
 mod keys;
 mod latency;
+mod metrics;
 mod path;
 mod picker;
 
 pub use client::{Relay, RelayBody, RelayResponse};
 pub use headers::{request_headers_for_relay, response_headers_for_client};
+pub use metrics::RelayMetrics;

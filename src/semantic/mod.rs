@@ -22,17 +22,18 @@ use crate::clock::Clock;
 use crate::config::{SemanticConfig, SemanticMode};
 use crate::endpoint::Endpoint;
 use crate::keying::{CacheKey, KeyOptions};
-use crate::metrics::SemanticMetrics;
 use crate::relay::Relay;
 
 pub mod embed;
 pub mod index;
+mod metrics;
 pub mod probe;
 mod share;
 pub mod verifier;
 
 pub use embed::{EmbedError, Embedded, Embedder, EmbeddingCache};
 pub use index::{Candidate, Entry, Index};
+pub use metrics::SemanticMetrics;
 pub use probe::Probe;
 pub use share::publish_purge;
 pub use verifier::{Reason, verify};

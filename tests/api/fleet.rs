@@ -139,8 +139,8 @@ async fn one_relay_call_for_the_fleet(member: impl Fn(&mut Config) + Clone) {
         "one call at a relay, one instance waiting on it, four local followers",
         || async {
             let calls = a.stub.calls(CHAT) + b.stub.calls(CHAT);
-            let remote =
-                a.state.metrics.remote_waiting.get() + b.state.metrics.remote_waiting.get();
+            let remote = a.state.metrics.cache.remote_waiting.get()
+                + b.state.metrics.cache.remote_waiting.get();
             let local = a.state.flights.waiting(&key) + b.state.flights.waiting(&key);
             (calls == 1 && remote == 1 && local == 4).then_some(())
         },
@@ -164,6 +164,7 @@ async fn one_relay_call_for_the_fleet(member: impl Fn(&mut Config) + Clone) {
     let coalesced = |app: &TestApp| {
         app.state
             .metrics
+            .cache
             .remote_flights
             .with_label_values(&["coalesced"])
             .get()

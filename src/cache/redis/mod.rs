@@ -21,6 +21,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisResult};
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::CacheMetrics;
 use crate::clock::Clock;
 use crate::config::RedisConfig;
 use crate::keying::CacheKey;
@@ -109,24 +110,19 @@ pub struct RedisTier {
 }
 
 impl RedisTier {
-    /// `None` when neither `REDIS_URL` nor `REDIS_CLUSTER_URLS` is set. `calls` counts
-    /// call outcomes (the `redis_calls_total` metric).
-    pub fn from_config(config: &RedisConfig, calls: prometheus::IntCounterVec) -> Option<Self> {
-        let rejected = prometheus::IntCounterVec::new(
-            prometheus::Opts::new("unregistered", "unregistered"),
-            &["tier", "reason"],
-        )
-        .expect("valid metric");
-        Self::with_limits(config, calls, 8 * 1024 * 1024, rejected, Clock::system())
+    /// `None` when neither `REDIS_URL` nor `REDIS_CLUSTER_URLS` is set. For the
+    /// command-line tools: counts nothing anyone reads, the system clock.
+    pub fn from_config(config: &RedisConfig) -> Option<Self> {
+        let metrics = CacheMetrics::unregistered();
+        Self::with_limits(config, &metrics, 8 * 1024 * 1024, Clock::system())
     }
 
-    /// As [`RedisTier::from_config`], with the entry size bound and the counter of
-    /// values not served (`tier`, `reason` labels).
+    /// As [`RedisTier::from_config`], with the entry size bound, the app's metrics
+    /// (`redis_calls_total`, `cache_rejected_total{tier="redis"}`) and clock.
     pub fn with_limits(
         config: &RedisConfig,
-        calls: prometheus::IntCounterVec,
+        metrics: &CacheMetrics,
         max_entry_bytes: usize,
-        rejected: prometheus::IntCounterVec,
         clock: Clock,
     ) -> Option<Self> {
         let target = match (&config.url, config.cluster_urls.is_empty()) {
@@ -150,10 +146,10 @@ impl RedisTier {
                 connect_timeout: Duration::from_millis(config.connect_timeout_ms),
                 probe_interval: Duration::from_millis(config.probe_interval_ms),
                 prefix: config.key_prefix.clone(),
-                calls,
+                calls: metrics.redis_calls.clone(),
                 get_ok: std::sync::OnceLock::new(),
                 max_entry_bytes,
-                rejected,
+                rejected: metrics.rejected.clone(),
                 slots: matches!(target, Target::Cluster(_)).then(SlotHealth::new),
                 target,
                 clock,

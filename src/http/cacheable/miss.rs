@@ -325,6 +325,7 @@ impl Miss {
             Err(why) => {
                 self.state
                     .metrics
+                    .cache
                     .answers_not_stored
                     .with_label_values(&[why.0])
                     .inc();

@@ -76,6 +76,7 @@ impl Ctx {
     fn count_remote(&self, outcome: &str) {
         self.state
             .metrics
+            .cache
             .remote_flights
             .with_label_values(&[outcome])
             .inc();
@@ -106,7 +107,7 @@ impl Ctx {
                 ))
             }
             Ok(false) => {
-                let waiting = &self.state.metrics.remote_waiting;
+                let waiting = &self.state.metrics.cache.remote_waiting;
                 waiting.inc();
                 let outcome = self.wait_for_remote(redis, &lease, key).await;
                 waiting.dec();

@@ -39,7 +39,7 @@ use super::path::RelayBase;
 use super::picker::SmoothWeighted;
 use crate::config::{Config, RetryConfig};
 use crate::error::ApiError;
-use crate::metrics::RelayMetrics;
+use crate::relay::RelayMetrics;
 
 mod choose;
 mod probe;
