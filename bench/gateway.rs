@@ -114,8 +114,8 @@ async fn throughput(
 
 /// Size and time of the Redis value encoding, with and without LZ4, on typical answers.
 fn codec_report() {
-    use edge_gateway::cache::{CachedAnswer, codec};
-    use edge_gateway::endpoint::Endpoint;
+    use edge_gateway::testing::cache::{CachedAnswer, codec};
+    use edge_gateway::testing::endpoint::Endpoint;
     println!(
         "\nRedis value codec (LZ4 above {} bytes when it saves 1/8)",
         codec::COMPRESS_ABOVE
@@ -183,9 +183,9 @@ fn codec_report() {
 /// Sustained rows per second of the analytics writer: events offered as fast as the
 /// queue takes them, timed until every one is committed.
 fn writer_report() {
-    use edge_gateway::analytics::{AnalyticsWriter, CacheEvent, Outcome};
-    use edge_gateway::endpoint::Endpoint;
-    use edge_gateway::keying::CacheKey;
+    use edge_gateway::testing::analytics::{AnalyticsWriter, CacheEvent, Outcome};
+    use edge_gateway::testing::endpoint::Endpoint;
+    use edge_gateway::testing::keying::CacheKey;
     let dir =
         std::env::temp_dir().join(format!("edge-gateway-bench-writer-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

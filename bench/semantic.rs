@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use edge_gateway::App;
 use edge_gateway::config::{Config, SemanticMode};
-use edge_gateway::keying::CacheKey;
-use edge_gateway::semantic::index::{Entry, GRAPH_FROM, Index, dot};
-use edge_gateway::semantic::{embed::normalized, verify};
+use edge_gateway::testing::keying::CacheKey;
+use edge_gateway::testing::semantic::index::{Entry, GRAPH_FROM, Index, dot};
+use edge_gateway::testing::semantic::{embed::normalized, verify};
 use serde_json::{Value, json};
 
 #[path = "semantic/index.rs"]

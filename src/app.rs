@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
-pub use crate::state::{AppState, Readiness, Shared, StartError};
+pub use crate::state::{AppState, StartError};
 
 pub struct App {
     listener: TcpListener,

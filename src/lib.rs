@@ -57,32 +57,35 @@
 // modules too (`cargo doc --document-private-items` renders them).
 #![allow(rustdoc::private_intra_doc_links)]
 
-pub mod app;
+pub(crate) mod app;
 pub(crate) mod auth;
 pub(crate) mod batch;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
-pub mod endpoint;
+pub(crate) mod endpoint;
 pub(crate) mod error;
 pub(crate) mod http;
-pub mod metrics;
+pub(crate) mod metrics;
 pub(crate) mod paths;
 pub(crate) mod relay;
-pub mod request;
-pub mod semantic;
+pub(crate) mod request;
+pub(crate) mod semantic;
 pub(crate) mod server;
 pub(crate) mod state;
 pub(crate) mod strict_json;
-pub mod telemetry;
+pub(crate) mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub(crate) mod tokens;
 pub(crate) mod usage;
 
 pub use app::App;
 pub use config::Config;
 pub use state::AppState;
-pub mod analytics;
-pub mod cache;
-pub mod db;
-pub mod keying;
+pub(crate) mod analytics;
+pub(crate) mod cache;
+pub(crate) mod db;
+pub(crate) mod keying;
 pub(crate) mod limits;

@@ -9,7 +9,6 @@ use crate::error::ApiError;
 /// A validated body of a cacheable route.
 #[derive(Debug)]
 pub struct CacheableRequest {
-    pub endpoint: Endpoint,
     pub body: Map<String, Value>,
     pub model: String,
     pub stream: bool,
@@ -97,7 +96,6 @@ impl CacheableRequest {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         Ok(Self {
-            endpoint,
             body,
             model,
             stream,

@@ -45,32 +45,32 @@ pub enum StartError {
 
 /// Shared, read-mostly state every handler sees.
 pub struct Shared {
-    pub config: Config,
+    pub(crate) config: Config,
     /// The one clock every part of this app reads (tests move it forward).
-    pub clock: Clock,
-    pub auth: Authenticator,
-    pub relay: Arc<Relay>,
-    pub metrics: Metrics,
-    pub cache: TieredCache,
-    pub fast_path: FastPath,
-    pub flights: Arc<Flights>,
-    pub key_options: KeyOptions,
-    pub analytics: Analytics,
-    pub limits: RateLimits,
+    pub(crate) clock: Clock,
+    pub(crate) auth: Authenticator,
+    pub(crate) relay: Arc<Relay>,
+    pub(crate) metrics: Metrics,
+    pub(crate) cache: TieredCache,
+    pub(crate) fast_path: FastPath,
+    pub(crate) flights: Arc<Flights>,
+    pub(crate) key_options: KeyOptions,
+    pub(crate) analytics: Analytics,
+    pub(crate) limits: RateLimits,
     /// The semantic tier; `None` when it is off for every namespace.
-    pub semantic: Option<Arc<SemanticCache>>,
+    pub(crate) semantic: Option<Arc<SemanticCache>>,
     /// `/v1/*` requests being served now (the in-flight limit).
-    pub in_flight: AtomicUsize,
+    pub(crate) in_flight: AtomicUsize,
     /// Names this process in Redis leases (region, pid, start time).
-    pub instance_id: Arc<str>,
+    pub(crate) instance_id: Arc<str>,
     /// `x-edge-region`, built once.
-    pub region_header: HeaderValue,
+    pub(crate) region_header: HeaderValue,
     /// Relay calls and streams that outlive their client's connection; shutdown waits
     /// for them within the grace period.
-    pub work: tokio_util::task::TaskTracker,
+    pub(crate) work: tokio_util::task::TaskTracker,
     /// Cancelled when the grace period is over: unfinished relay work stops and still
     /// records its analytics row.
-    pub cut: CancellationToken,
+    pub(crate) cut: CancellationToken,
 }
 
 #[derive(Clone)]
@@ -237,6 +237,11 @@ impl AppState {
                     .with_label_values(&[tier])
                     .set(i64::from(state == "up"));
             }
+        }
+        let dropped = self.cache.sqlite().dropped_writes();
+        if dropped > 0 {
+            let counted = cache.rejected.with_label_values(&["sqlite", "queue_full"]);
+            counted.inc_by(dropped.saturating_sub(counted.get()));
         }
         if let Some(redis) = self.cache.redis() {
             cache.redis_slots_down.set(redis.slots_down() as i64);

@@ -10,12 +10,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use edge_gateway::cache::{CachedAnswer, StreamRecorder, codec};
 use edge_gateway::clock::Clock;
 use edge_gateway::config::Config;
-use edge_gateway::endpoint::Endpoint;
-use edge_gateway::keying::{KeyOptions, cache_key, canonical_bytes};
-use edge_gateway::request::CacheableRequest;
+use edge_gateway::testing::cache::{CachedAnswer, StreamRecorder, codec};
+use edge_gateway::testing::endpoint::Endpoint;
+use edge_gateway::testing::keying::{KeyOptions, cache_key, canonical_bytes};
+use edge_gateway::testing::request::CacheableRequest;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -47,12 +47,7 @@ pub(super) async fn shadow_run(relay_url: &str, pairs: &[Pair]) {
     }
     // Shadow rows are judged after the fresh answer, off the request path: wait until
     // the count of judged rows stops moving, then flush them.
-    let judged = || {
-        ["agree", "disagree", "refused"]
-            .iter()
-            .map(|o| state.metrics.semantic.shadow.with_label_values(&[o]).get())
-            .sum::<u64>()
-    };
+    let judged = || state.shadow_judged();
     let mut last = (judged(), Instant::now());
     while last.1.elapsed() < Duration::from_millis(300) {
         tokio::task::yield_now().await;
@@ -61,7 +56,7 @@ pub(super) async fn shadow_run(relay_url: &str, pairs: &[Pair]) {
             last = (now, Instant::now());
         }
     }
-    state.analytics.writer.flush().await;
+    state.flush_analytics().await;
     let _ = tx.send(());
     let _ = server.await;
     let conn = rusqlite::Connection::open(&db).expect("db");
@@ -84,12 +79,13 @@ pub(super) async fn shadow_run(relay_url: &str, pairs: &[Pair]) {
     );
     println!("|---|---|---|---|---|");
     for target in [0.0, 0.02, 0.05, 0.10] {
-        let agreement = edge_gateway::analytics::Agreement {
+        let agreement = edge_gateway::testing::analytics::Agreement {
             min_answer_similarity: 0.85,
             max_disagreement: target,
         };
-        let report = edge_gateway::analytics::shadow::report(&conn, 0, u64::MAX / 2, agreement)
-            .expect("report");
+        let report =
+            edge_gateway::testing::analytics::shadow::report(&conn, 0, u64::MAX / 2, agreement)
+                .expect("report");
         let Some(t) = report.suggested_threshold else {
             println!("| {:.0}% | none | | | |", target * 100.0);
             continue;

@@ -32,18 +32,6 @@ impl Outcome {
         }
     }
 
-    pub fn from_tier(tier: &str) -> Self {
-        match tier {
-            "l1" => Self::L1,
-            "redis" => Self::Redis,
-            "sqlite" => Self::Sqlite,
-            "semantic" => Self::Semantic,
-            "coalesced" => Self::Coalesced,
-            "bypass" => Self::Bypass,
-            _ => Self::Miss,
-        }
-    }
-
     /// Answered without a relay call of its own.
     pub fn is_hit(self) -> bool {
         matches!(

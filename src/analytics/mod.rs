@@ -12,15 +12,12 @@ pub mod query;
 pub mod shadow;
 mod writer;
 
-use std::sync::Arc;
-
-pub use crate::config::ModelPrice;
 pub use event::{CacheEvent, Outcome};
-pub use global::{Counts, GlobalCounters, read_global};
+pub use global::GlobalCounters;
 pub use metrics::AnalyticsMetrics;
 pub use pricing::{Known, Pricing};
-pub use shadow::{Agreement, ShadowReport, ShadowRow};
-pub use writer::{AnalyticsWriter, QUEUE_CAPACITY, prune};
+pub use shadow::{Agreement, ShadowRow};
+pub use writer::AnalyticsWriter;
 
 /// What the request path talks to: price, then record.
 pub struct Analytics {
@@ -80,6 +77,3 @@ impl Analytics {
         sync(&metrics.dropped, self.writer.dropped());
     }
 }
-
-/// Shared handle.
-pub type SharedAnalytics = Arc<Analytics>;

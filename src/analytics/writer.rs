@@ -20,8 +20,6 @@ use crate::clock::Clock;
 use crate::db::{DbError, DbHealth, OpenedFile, Writer};
 use insert::insert;
 
-/// The default queue size (see `analytics.queue_capacity`).
-pub const QUEUE_CAPACITY: usize = crate::config::ANALYTICS_QUEUE_CAPACITY;
 const BATCH: usize = 4_096;
 const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
@@ -48,6 +46,7 @@ pub struct AnalyticsWriter {
 impl AnalyticsWriter {
     /// Opens (and migrates) the database at `path` and starts the writer thread.
     /// `retention_days` of 0 keeps rows forever.
+    #[cfg(any(test, feature = "testing"))]
     pub fn start(
         path: &Path,
         region: Arc<str>,

@@ -85,7 +85,8 @@ impl FastPath {
         }
     }
 
-    /// The budget in use (for tests and benches).
+    /// The budget in use (for tests).
+    #[cfg(test)]
     pub fn weighted_size(&self) -> u64 {
         self.known.as_ref().map_or(0, |c| {
             c.run_pending_tasks();

@@ -73,14 +73,17 @@ impl Flights {
     }
 
     /// Followers currently waiting on the flight for `key`.
+    #[cfg(any(test, feature = "testing"))]
     pub fn waiting(&self, key: &CacheKey) -> usize {
         self.lock().get(key).map_or(0, |s| s.receiver_count())
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn len(&self) -> usize {
         self.lock().len()
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -89,10 +89,12 @@ impl L1Cache {
         self.cache.run_pending_tasks().await;
     }
 
+    #[cfg(test)]
     pub fn entry_count(&self) -> u64 {
         self.cache.entry_count()
     }
 
+    #[cfg(test)]
     pub fn weighted_size(&self) -> u64 {
         self.cache.weighted_size()
     }

@@ -22,7 +22,7 @@ pub use metrics::CacheMetrics;
 pub use recorder::StreamRecorder;
 pub use redis::{RedisTier, RedisUnavailable, StreamRecord};
 pub use sqlite::{SemanticRow, SqliteTier, purge_entries, vector_bytes, vector_from_bytes};
-pub use tiered::{PurgeReport, Tier, TieredCache};
+pub use tiered::{Tier, TieredCache};
 
 /// Whether an entry of `entry_ns` belongs to `ns` (itself or one of its partitions).
 pub fn in_namespace(entry_ns: &str, ns: &str) -> bool {

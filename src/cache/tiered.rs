@@ -80,6 +80,7 @@ impl TieredCache {
         self
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn l1(&self) -> &L1Cache {
         &self.l1
     }

@@ -14,7 +14,7 @@ use crate::endpoint::Endpoint;
 pub struct CacheKey(pub [u8; 32]);
 
 impl CacheKey {
-    pub fn to_hex(&self) -> String {
+    pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
 

@@ -6,6 +6,6 @@ mod canonical;
 mod key;
 mod text;
 
+#[cfg(feature = "testing")]
 pub use canonical::canonical_bytes;
 pub use key::{CacheKey, KeyOptions, cache_key};
-pub use text::normalize_text;

@@ -8,7 +8,6 @@ use super::{Registrar, Resolved};
 pub struct HttpMetrics {
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
-    pub cache_requests: IntCounterVec,
     /// Refused with 503 at `max_in_flight`.
     pub shed: IntCounter,
     pub rate_limited: IntCounter,
@@ -35,10 +34,9 @@ impl HttpMetrics {
             &["endpoint", "tier"],
         );
         Self {
-            resolved: Resolved::new(requests.clone(), latency.clone(), cache_requests.clone()),
+            resolved: Resolved::new(requests.clone(), latency.clone(), cache_requests),
             requests,
             latency,
-            cache_requests,
             shed: r.counter(
                 "requests_shed_total",
                 "Requests refused with 503 because max_in_flight was reached",

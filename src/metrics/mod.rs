@@ -9,7 +9,7 @@ mod http;
 mod resolved;
 
 pub use http::{ConnMetrics, HttpMetrics};
-pub use resolved::{Resolved, TIERS};
+pub use resolved::Resolved;
 
 use prometheus::{
     Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,

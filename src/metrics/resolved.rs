@@ -127,15 +127,19 @@ mod tests {
                 .get_sample_count(),
             1
         );
+        let text = super::super::render(&registry);
         let tier = |t: &str| {
-            metrics
-                .cache_requests
-                .with_label_values(&["responses", t])
-                .get()
+            let series = format!(
+                "edge_gateway_cache_requests_total{{endpoint=\"responses\",tier=\"{t}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
         };
         assert_eq!(tier("l1"), 2);
         assert!(TIERS[1..].iter().all(|t| tier(t) == 1));
-        let text = super::super::render(&registry);
+
         assert!(
             !text.contains("endpoint=\"chat.completions\""),
             "no series before its first request"

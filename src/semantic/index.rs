@@ -221,6 +221,7 @@ impl Index {
         self.read().live
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -61,7 +61,7 @@ async fn fixture(app: &TestApp) {
             app.chat(&body).await.bytes().await.unwrap();
         }
     }
-    app.state.analytics.writer.flush().await;
+    app.state.flush_analytics().await;
     // A week of traffic from three regions, written as the writer would.
     let conn = rusqlite::Connection::open(app.dir.path().join("gateway.db")).unwrap();
     let now = std::time::SystemTime::now()

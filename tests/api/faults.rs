@@ -280,7 +280,7 @@ async fn a_full_disk_keeps_the_gateway_serving_and_reports_what_it_could_not_wri
             .status(),
         200
     );
-    app.state.analytics.writer.flush().await;
+    app.state.flush_analytics().await;
     let rows_before = count_rows(&db);
     let filler = disk.fill();
     for i in 0..40 {
@@ -292,7 +292,7 @@ async fn a_full_disk_keeps_the_gateway_serving_and_reports_what_it_could_not_wri
             format!("Answer to: while full {i}")
         );
     }
-    app.state.analytics.writer.flush().await;
+    app.state.flush_analytics().await;
     let metrics = app.get("/metrics").await.text().await.unwrap();
     let dropped: u64 = metrics
         .lines()
@@ -313,9 +313,9 @@ async fn a_full_disk_keeps_the_gateway_serving_and_reports_what_it_could_not_wri
             200
         );
     }
-    app.state.analytics.writer.flush().await;
+    app.state.flush_analytics().await;
     eventually("analytics writes to recover", || async {
-        app.state.analytics.writer.flush().await;
+        app.state.flush_analytics().await;
         (count_rows(&db) >= rows_before + 5).then_some(())
     })
     .await;

@@ -139,9 +139,8 @@ async fn one_relay_call_for_the_fleet(member: impl Fn(&mut Config) + Clone) {
         "one call at a relay, one instance waiting on it, four local followers",
         || async {
             let calls = a.stub.calls(CHAT) + b.stub.calls(CHAT);
-            let remote = a.state.metrics.cache.remote_waiting.get()
-                + b.state.metrics.cache.remote_waiting.get();
-            let local = a.state.flights.waiting(&key) + b.state.flights.waiting(&key);
+            let remote = a.state.remote_waiting() + b.state.remote_waiting();
+            let local = a.state.waiting_on(&key) + b.state.waiting_on(&key);
             (calls == 1 && remote == 1 && local == 4).then_some(())
         },
     )
@@ -161,14 +160,7 @@ async fn one_relay_call_for_the_fleet(member: impl Fn(&mut Config) + Clone) {
         1,
         "one relay call in all"
     );
-    let coalesced = |app: &TestApp| {
-        app.state
-            .metrics
-            .cache
-            .remote_flights
-            .with_label_values(&["coalesced"])
-            .get()
-    };
+    let coalesced = |app: &TestApp| app.state.remote_flights("coalesced");
     assert_eq!(coalesced(&a) + coalesced(&b), 1);
     a.stop().await;
     b.stop().await;
@@ -218,8 +210,7 @@ async fn with_redis_down_each_instance_coalesces_on_its_own_and_nothing_fails() 
         tasks.push(fire(&b, &body).await);
     }
     eventually("a leader and two followers on each instance", || async {
-        let ready =
-            |app: &TestApp| app.stub.calls(CHAT) == 1 && app.state.flights.waiting(&key) == 2;
+        let ready = |app: &TestApp| app.stub.calls(CHAT) == 1 && app.state.waiting_on(&key) == 2;
         (ready(&a) && ready(&b)).then_some(())
     })
     .await;

@@ -33,7 +33,7 @@ pub struct TestApp {
 
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        edge_gateway::telemetry::init("debug");
+        edge_gateway::testing::telemetry::init("debug");
     }
 }
 
@@ -206,15 +206,15 @@ pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
 }
 
 /// The cache key the gateway computes for `body` from the test client's key.
-pub fn key_for(body: &Value) -> edge_gateway::keying::CacheKey {
+pub fn key_for(body: &Value) -> edge_gateway::testing::keying::CacheKey {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(b"sk-client-test");
     let namespace = format!("key-{}", hex::encode(&digest[..8]));
     let Value::Object(map) = body.clone() else {
         panic!("object body")
     };
-    edge_gateway::keying::cache_key(
-        edge_gateway::endpoint::Endpoint::ChatCompletions,
+    edge_gateway::testing::keying::cache_key(
+        edge_gateway::testing::endpoint::Endpoint::ChatCompletions,
         &namespace,
         &map,
         Default::default(),

@@ -93,7 +93,7 @@ async fn requests_are_traced_from_the_client_through_the_relay() {
 #[tokio::test]
 async fn without_an_otlp_endpoint_nothing_is_traced_and_traceparent_passes_through() {
     let app = spawn_app().await;
-    assert!(!edge_gateway::telemetry::exporting());
+    assert!(!edge_gateway::testing::telemetry::exporting());
     let response = app
         .client
         .post(app.url("/v1/chat/completions"))

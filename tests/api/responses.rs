@@ -50,7 +50,7 @@ async fn a_repeated_response_is_served_from_the_cache_as_it_was() {
     // Analytics: the row counts the Responses API's input/output tokens.
     let db = app.dir.path().join("gateway.db");
     let (tier, prompt, completion, endpoint) = eventually("the hit's row", || async {
-        app.state.analytics.writer.flush().await;
+        app.state.flush_analytics().await;
         rusqlite::Connection::open(&db)
             .unwrap()
             .query_row(

@@ -162,6 +162,7 @@ impl SqliteTier {
         }
     }
 
+    /// Writes dropped because the writer's queue was full.
     pub fn dropped_writes(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }

@@ -150,10 +150,6 @@ impl Relay {
         })
     }
 
-    pub fn regions(&self) -> &[Region] {
-        &self.regions
-    }
-
     /// `up` or `down` per region, for `/readyz`.
     pub fn states(&self) -> Vec<(Arc<str>, &'static str)> {
         let now = Instant::now();

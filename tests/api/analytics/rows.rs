@@ -62,15 +62,15 @@ async fn every_request_gets_one_row_with_its_tier_tokens_and_dollars() {
         let Value::Object(m) = coalesce.clone() else {
             unreachable!()
         };
-        edge_gateway::keying::cache_key(
-            edge_gateway::endpoint::Endpoint::ChatCompletions,
+        edge_gateway::testing::keying::cache_key(
+            edge_gateway::testing::endpoint::Endpoint::ChatCompletions,
             &ns,
             &m,
             Default::default(),
         )
     };
     eventually("two followers waiting", || async {
-        (app.state.flights.waiting(&key2) == 2).then_some(())
+        (app.state.waiting_on(&key2) == 2).then_some(())
     })
     .await;
     app.stub.release();
@@ -88,7 +88,7 @@ async fn every_request_gets_one_row_with_its_tier_tokens_and_dollars() {
     );
 
     eventually("all 8 rows", || async {
-        app.state.analytics.writer.flush().await;
+        app.state.flush_analytics().await;
         (rows(&db).len() == 8).then_some(())
     })
     .await;

@@ -36,7 +36,7 @@ async fn fifty_concurrent_identical_misses_make_one_relay_call() {
         }));
     }
     eventually("49 followers waiting on one relay call", || async {
-        (app.state.flights.waiting(&key) == 49 && app.stub.total_calls() == 1).then_some(())
+        (app.state.waiting_on(&key) == 49 && app.stub.total_calls() == 1).then_some(())
     })
     .await;
     app.stub.release();
@@ -55,7 +55,7 @@ async fn fifty_concurrent_identical_misses_make_one_relay_call() {
     }
     assert_eq!(coalesced, 49);
     assert_eq!(app.stub.total_calls(), 1);
-    assert!(app.state.flights.is_empty());
+    assert!(app.state.no_flights());
 }
 
 #[tokio::test]
@@ -87,7 +87,7 @@ async fn followers_of_a_failed_leader_get_the_same_error_and_nothing_is_cached()
         }));
     }
     eventually("9 followers waiting", || async {
-        (app.state.flights.waiting(&key) == 9).then_some(())
+        (app.state.waiting_on(&key) == 9).then_some(())
     })
     .await;
     app.stub.release();

@@ -172,13 +172,15 @@ async fn entries_expire_after_their_ttl() {
     assert_eq!(header(&first, "x-cache"), "miss");
     assert_eq!(header(&app.chat(&body).await, "x-cache"), "hit");
     // Time moves on the app's clock, not the test's: no waiting for the TTL.
-    app.state.clock.advance(std::time::Duration::from_secs(59));
+    app.state
+        .clock()
+        .advance(std::time::Duration::from_secs(59));
     assert_eq!(
         header(&app.chat(&body).await, "x-cache"),
         "hit",
         "a second left"
     );
-    app.state.clock.advance(std::time::Duration::from_secs(1));
+    app.state.clock().advance(std::time::Duration::from_secs(1));
     let r = app.chat(&body).await;
     assert_eq!(header(&r, "x-cache"), "miss", "expired in every tier");
     assert_eq!(header(&r, "x-cache-tier"), "", "not served by any tier");

@@ -6,7 +6,7 @@ mod replay;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use edge_gateway::keying::CacheKey;
+use edge_gateway::testing::keying::CacheKey;
 use relay_stub::Behavior;
 
 use crate::helpers::*;

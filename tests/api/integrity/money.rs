@@ -15,7 +15,7 @@ async fn a_streamed_miss_without_include_usage_is_priced_and_its_hits_save() {
         hit["usage"]["completion_tokens"].as_u64().unwrap() > 0,
         "{hit}"
     );
-    app.state.analytics.writer.flush().await;
+    app.state.flush_analytics().await;
     let db = app.dir.path().join("gateway.db");
     assert_eq!(
         count(
@@ -45,7 +45,7 @@ async fn with_stream_usage_off_the_relay_body_is_untouched_and_usage_is_estimate
     // The stream's row is written once its answer is complete and its usage estimated.
     let db = app.dir.path().join("gateway.db");
     eventually("the streamed miss's estimated row", || async {
-        app.state.analytics.writer.flush().await;
+        app.state.flush_analytics().await;
         let rows = count(
             &db,
             "SELECT count(*) FROM cache_events WHERE tier = 'miss' AND usage_estimated = 1 AND completion_tokens > 0",

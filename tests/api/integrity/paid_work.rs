@@ -43,7 +43,7 @@ async fn a_leader_whose_client_left_still_completes_stores_and_serves_its_follow
         }));
     }
     eventually("nine followers waiting", || async {
-        (app.state.flights.waiting(&key) == 9).then_some(())
+        (app.state.waiting_on(&key) == 9).then_some(())
     })
     .await;
     assert!(
@@ -58,7 +58,7 @@ async fn a_leader_whose_client_left_still_completes_stores_and_serves_its_follow
     }
     assert_eq!(app.stub.calls("/v1/chat/completions"), 1, "one relay call");
     assert_eq!(header(&app.chat(&body).await, "x-cache"), "hit", "stored");
-    app.state.analytics.writer.flush().await;
+    app.state.flush_analytics().await;
     let db = app.dir.path().join("gateway.db");
     assert_eq!(
         count(

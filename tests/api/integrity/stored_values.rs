@@ -127,7 +127,7 @@ async fn damaged_crafted_and_huge_redis_values_are_misses_never_crashes_or_outag
             .set(&huge_key, vec![b'x'; 50 * 1024 * 1024])
             .await
             .unwrap();
-        reader.state.cache.l1().purge(None);
+        reader.state.purge_l1();
     }
     let m = reader.get("/metrics").await.text().await.unwrap();
     assert!(rejected(&m, "oversized") >= 1, "{m}");
@@ -146,8 +146,8 @@ async fn damaged_crafted_and_huge_redis_values_are_misses_never_crashes_or_outag
 async fn a_deleted_database_file_is_recreated_and_later_rows_and_entries_land_in_it() {
     let app = spawn_app().await;
     app.chat(&chat_body("before")).await.bytes().await.unwrap();
-    app.state.analytics.writer.flush().await;
-    app.state.cache.sqlite().flush().await;
+    app.state.flush_analytics().await;
+    app.state.flush_sqlite().await;
     let db = app.dir.path().join("gateway.db");
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
@@ -157,8 +157,8 @@ async fn a_deleted_database_file_is_recreated_and_later_rows_and_entries_land_in
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
     }
-    app.state.analytics.writer.flush().await;
-    app.state.cache.sqlite().flush().await;
+    app.state.flush_analytics().await;
+    app.state.flush_sqlite().await;
     assert!(db.exists(), "the file is back");
     assert_eq!(count(&db, "SELECT count(*) FROM cache_events"), 10, "rows");
     assert_eq!(
@@ -278,7 +278,7 @@ async fn a_relay_that_reports_no_usage_gets_estimated_and_marked_figures() {
     let db = app.dir.path().join("gateway.db");
     // The streamed miss's row is written once its answer is complete and estimated.
     eventually("plain and streamed misses priced from the estimate", || async {
-        app.state.analytics.writer.flush().await;
+        app.state.flush_analytics().await;
         let rows = count(
             &db,
             "SELECT count(*) FROM cache_events WHERE tier = 'miss' AND usage_estimated = 1 AND completion_tokens > 0 AND cost_usd > 0",
@@ -294,7 +294,7 @@ async fn a_relay_that_reports_no_usage_gets_estimated_and_marked_figures() {
         1
     );
     eventually("both entries stored with their estimate", || async {
-        app.state.cache.sqlite().flush().await;
+        app.state.flush_sqlite().await;
         let entries = count(
             &db,
             "SELECT count(*) FROM cache_entries WHERE usage_estimated = 1",

@@ -69,15 +69,13 @@ pub(super) fn chat_calls(app: &TestApp) -> u64 {
 /// Asks `question` and waits until its answer is remembered by meaning (the store runs
 /// in the relay task, after the response).
 pub(super) async fn seed(app: &TestApp, question: &str) -> String {
-    let semantic = app.state.semantic.clone().expect("semantic on");
-    let before = semantic.metrics().entries.get();
+    let before = app.state.semantic_entries().expect("semantic on");
     let response = app.chat(&ask(question)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-cache"), "miss");
     let text = content(response).await;
-    eventually("the answer remembered by meaning", || {
-        let semantic = semantic.clone();
-        async move { (semantic.metrics().entries.get() > before).then_some(()) }
+    eventually("the answer remembered by meaning", || async {
+        (app.state.semantic_entries().expect("semantic on") > before).then_some(())
     })
     .await;
     text

@@ -33,7 +33,7 @@ async fn a_paraphrase_is_served_the_stored_answer_with_its_headers_and_row() {
     // The analytics row: tier semantic, its similarity, the served entry's key, saved $.
     let db = app.dir.path().join("gateway.db");
     let row = eventually("the semantic row", || async {
-        app.state.analytics.writer.flush().await;
+        app.state.flush_analytics().await;
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.query_row(
             "SELECT tier, similarity, key_hash, saved_usd, cost_usd, embedding_cost_usd
@@ -207,7 +207,7 @@ async fn x_cache_semantic_off_and_the_default_off_mode_use_exact_tiers_only() {
 
     // Off by default: nothing is embedded, nothing served by meaning.
     let app = spawn_app().await;
-    assert!(app.state.semantic.is_none());
+    assert!(app.state.semantic_entries().is_none());
     app.chat(&ask("What are your opening hours today?")).await;
     let response = app
         .chat(&ask("What are your opening hours for today?"))

@@ -31,7 +31,7 @@ struct ShadowRow {
 async fn shadow_rows(app: &TestApp, at_least: usize) -> Vec<ShadowRow> {
     let db = app.dir.path().join("gateway.db");
     eventually("the shadow rows", || async {
-        app.state.analytics.writer.flush().await;
+        app.state.flush_analytics().await;
         let conn = rusqlite::Connection::open(&db).unwrap();
         let mut stmt = conn
             .prepare(
@@ -154,21 +154,17 @@ async fn shadow_rows_record_the_verifiers_refusal_and_the_answers_similarity() {
 }
 
 async fn entries_of(app: &TestApp) {
-    let semantic = app.state.semantic.clone().unwrap();
-    eventually("the entry remembered", || {
-        let semantic = semantic.clone();
-        async move { (semantic.metrics().entries.get() > 0).then_some(()) }
+    eventually("the entry remembered", || async {
+        (app.state.semantic_entries().expect("semantic on") > 0).then_some(())
     })
     .await;
 }
 
 async fn seed_as(app: &TestApp, body: Value) {
-    let semantic = app.state.semantic.clone().unwrap();
-    let before = semantic.metrics().entries.get();
+    let before = app.state.semantic_entries().expect("semantic on");
     app.chat(&body).await.bytes().await.unwrap();
-    eventually("the entry remembered", || {
-        let semantic = semantic.clone();
-        async move { (semantic.metrics().entries.get() > before).then_some(()) }
+    eventually("the entry remembered", || async {
+        (app.state.semantic_entries().expect("semantic on") > before).then_some(())
     })
     .await;
 }

@@ -4,10 +4,8 @@
 use super::*;
 
 async fn entries_of(app: &TestApp, at_least: i64) {
-    let semantic = app.state.semantic.clone().unwrap();
-    eventually("the instance holds the shared entries", || {
-        let semantic = semantic.clone();
-        async move { (semantic.metrics().entries.get() >= at_least).then_some(()) }
+    eventually("the instance holds the shared entries", || async {
+        (app.state.semantic_entries().expect("semantic on") >= at_least).then_some(())
     })
     .await;
 }
@@ -71,17 +69,7 @@ async fn semantic_entries_survive_a_restart_in_sqlite() {
     first.stop().await;
 
     let second = spawn_app_with(on_disk(db.clone())).await;
-    assert_eq!(
-        second
-            .state
-            .semantic
-            .as_ref()
-            .unwrap()
-            .metrics()
-            .entries
-            .get(),
-        1
-    );
+    assert_eq!(second.state.semantic_entries(), Some(1));
     let response = second
         .chat(&ask("Do you offer gift wrapping on orders?"))
         .await;
@@ -114,10 +102,8 @@ async fn a_purge_on_one_instance_stops_semantic_hits_on_every_instance() {
     assert_eq!(report["semantic_entries"], 1, "{report}");
 
     // b hears of the purge through the stream and forgets its entries.
-    let semantic = b.state.semantic.clone().unwrap();
-    eventually("b forgot the purged entries", || {
-        let semantic = semantic.clone();
-        async move { (semantic.metrics().entries.get() == 0).then_some(()) }
+    eventually("b forgot the purged entries", || async {
+        (b.state.semantic_entries().expect("semantic on") == 0).then_some(())
     })
     .await;
     // b's L1 still holds the purged answer under its key (purging other instances'
@@ -159,7 +145,9 @@ async fn an_expired_answer_is_never_served_by_meaning() {
     assert_eq!(header(&response, "x-cache"), "hit");
     assert_eq!(header(&response, "x-cache-tier"), "semantic");
     response.bytes().await.unwrap();
-    app.state.clock.advance(std::time::Duration::from_secs(61));
+    app.state
+        .clock()
+        .advance(std::time::Duration::from_secs(61));
     let response = app.chat(&paraphrase).await;
     assert_eq!(header(&response, "x-cache"), "miss");
     response.bytes().await.unwrap();

@@ -153,7 +153,7 @@ async fn redis_killed_under_load_fails_no_request_and_comes_back() {
     for p in &stored {
         assert_eq!(tier_of(&a, p).await.0, 200);
     }
-    a.state.cache.sqlite().flush().await;
+    a.state.flush_sqlite().await;
     // B shares the SQLite file but starts with an empty L1.
     let b = spawn_app_with({
         let (url, db) = (redis.url(), db.clone());
@@ -275,7 +275,7 @@ async fn without_redis_sqlite_is_the_second_tier() {
     let first = spawn_app_with(sqlite_at(db.clone())).await;
     assert_eq!(readyz(&first).await["tiers"]["redis"], "disabled");
     tier_of(&first, "No redis here").await;
-    first.state.cache.sqlite().flush().await;
+    first.state.flush_sqlite().await;
     let second = spawn_app_with(sqlite_at(db)).await;
     assert_eq!(tier_of(&second, "No redis here").await.2, "sqlite");
 }

@@ -29,7 +29,7 @@ async fn purge_empties_every_tier_by_namespace_or_whole() {
         (redis.dbsize() == 3).then_some(())
     })
     .await;
-    app.state.cache.sqlite().flush().await;
+    app.state.flush_sqlite().await;
 
     // Refused without the token.
     let r = app
@@ -109,7 +109,7 @@ async fn migrate_and_cache_purge_commands_work_on_the_database_and_redis() {
     })
     .await;
     tier_of(&app, "to be purged").await;
-    app.state.cache.sqlite().flush().await;
+    app.state.flush_sqlite().await;
     eventually("the entry in Redis", || async {
         (redis.dbsize() == 1).then_some(())
     })
