@@ -74,18 +74,12 @@ fn global_analytics(config: &Config, request: &report::Request, format: Format) 
         );
         return ExitCode::FAILURE;
     };
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| {
-            rt.block_on(async {
-                if !redis.try_recover().await {
-                    return Err("Redis is unreachable: the global view is unavailable (local figures: run without --global)".to_owned());
-                }
-                report::global_report(&redis, request).await
-            })
-        });
+    let result = super::block_on(async {
+        if !redis.try_recover().await {
+            return Err("Redis is unreachable: the global view is unavailable (local figures: run without --global)".to_owned());
+        }
+        report::global_report(&redis, request).await
+    });
     match result {
         Ok(global) => {
             match format {

@@ -12,6 +12,15 @@ use crate::cli::{CacheCommand, Cli, Command};
 use crate::config::{Config, ProcessEnv};
 use crate::db;
 
+/// Runs `work` on a single-threaded runtime (the commands that talk to Redis).
+fn block_on<T>(work: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(work))
+}
+
 /// Runs the command `cli` names with the configuration from the file and environment.
 /// Exit codes: 0 done, 1 failed, 2 invalid configuration or arguments.
 pub fn run(cli: Cli) -> ExitCode {

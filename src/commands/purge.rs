@@ -23,30 +23,24 @@ pub(super) fn purge(config: &Config, namespace: Option<&str>) -> ExitCode {
         }
     }
     if let Some(redis) = RedisTier::from_config(&config.redis) {
-        let result = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|rt| {
-                rt.block_on(async {
-                    let deleted = redis.purge(namespace).await.map_err(|e| e.to_string())?;
-                    if redis.try_recover().await {
-                        // Running instances drop their L1 copies at their next read of the
-                        // purge generations, and forget their semantic entries.
-                        if let Err(e) = redis.bump_generation(namespace).await {
-                            eprintln!("redis: purge generation not bumped ({e}): running instances keep their L1 copies until TTL");
-                        }
-                        let at = Clock::system().now_ms();
-                        let max = config.semantic.max_entries;
-                        if let Err(e) =
-                            crate::semantic::publish_purge(&redis, namespace, at, max).await
-                        {
-                            eprintln!("redis: semantic purge not shared: {e}");
-                        }
-                    }
-                    Ok(deleted)
-                })
-            });
+        let result = super::block_on(async {
+            let deleted = redis.purge(namespace).await.map_err(|e| e.to_string())?;
+            if redis.try_recover().await {
+                // Running instances drop their L1 copies at their next read of the
+                // purge generations, and forget their semantic entries.
+                if let Err(e) = redis.bump_generation(namespace).await {
+                    eprintln!(
+                        "redis: purge generation not bumped ({e}): running instances keep their L1 copies until TTL"
+                    );
+                }
+                let at = Clock::system().now_ms();
+                let max = config.semantic.max_entries;
+                if let Err(e) = crate::semantic::publish_purge(&redis, namespace, at, max).await {
+                    eprintln!("redis: semantic purge not shared: {e}");
+                }
+            }
+            Ok(deleted)
+        });
         match result {
             Ok(n) => println!("redis: deleted {n} keys ({scope})"),
             Err(e) => {

@@ -31,14 +31,7 @@ async fn managed_mode_requires_a_gateway_key_and_sends_only_the_relay_key() {
     assert_eq!(response.status(), 401);
     assert_eq!(app.stub.total_calls(), 0);
 
-    let response = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .header("authorization", "Bearer gw-acme-key")
-        .body(serde_json::to_vec(&chat_body("hi")).unwrap())
-        .send()
-        .await
-        .unwrap();
+    let response = app.chat_as("gw-acme-key", &chat_body("hi")).await;
     assert_eq!(response.status(), 200);
     let headers = format!("{:?}", response.headers());
     let body = response.text().await.unwrap();

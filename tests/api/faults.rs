@@ -173,13 +173,19 @@ fn two_regions(bad: String, good: String) -> impl FnOnce(&mut Config) {
     }
 }
 
-#[tokio::test]
-async fn a_region_that_hangs_under_load_costs_one_timeout_per_request_at_most() {
+/// An app over two equal regions, `bad` and `good`, each its own stub.
+async fn bad_and_good() -> (RelayStub, RelayStub, TestApp) {
     let (bad, good) = (
         RelayStub::start().await.unwrap(),
         RelayStub::start().await.unwrap(),
     );
     let app = spawn_app_with(two_regions(bad.url(), good.url())).await;
+    (bad, good, app)
+}
+
+#[tokio::test]
+async fn a_region_that_hangs_under_load_costs_one_timeout_per_request_at_most() {
+    let (bad, _good, app) = bad_and_good().await;
     let seen = load(&app, 16, 20, || async {
         bad.set(Behavior {
             hang: true,
@@ -197,11 +203,7 @@ async fn a_region_that_hangs_under_load_costs_one_timeout_per_request_at_most() 
 
 #[tokio::test]
 async fn a_region_failing_under_load_is_invisible_to_clients() {
-    let (bad, good) = (
-        RelayStub::start().await.unwrap(),
-        RelayStub::start().await.unwrap(),
-    );
-    let app = spawn_app_with(two_regions(bad.url(), good.url())).await;
+    let (bad, good, app) = bad_and_good().await;
     let seen = load(&app, 16, 20, || async {
         bad.set(Behavior {
             status: Some(500),

@@ -46,13 +46,7 @@ async fn each_client_key_gets_its_own_bucket_and_excess_gets_429_with_retry_afte
         "a limited request never reaches the relay"
     );
     // The models route shares the bucket.
-    let r = app
-        .client
-        .get(app.url("/v1/models"))
-        .bearer_auth("sk-a")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_as("/v1/models", "sk-a").await;
     assert_eq!(r.status(), 429);
 }
 

@@ -21,6 +21,18 @@ pub fn spawn_gateway(env: &[(&str, String)]) -> GatewayProcess {
     GatewayProcess::spawn(env!("CARGO_BIN_EXE_edge-gateway"), env, None)
 }
 
+/// Waits (off the runtime) for a gateway told to stop, asserts it exited with success
+/// (drained and flushed), and gives it back for its files.
+pub async fn exits_cleanly(mut gateway: GatewayProcess) -> GatewayProcess {
+    tokio::task::spawn_blocking(move || {
+        let status = gateway.wait_exit();
+        assert!(status.success(), "exit status {status:?}");
+        gateway
+    })
+    .await
+    .expect("the wait does not panic")
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub stub: RelayStub,
@@ -146,9 +158,30 @@ impl TestApp {
         self.post_json("/v1/chat/completions", body).await
     }
 
+    /// A chat completion sent with `Authorization: Bearer {key}`.
+    pub async fn chat_as(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .body(serde_json::to_vec(body).unwrap())
+            .send()
+            .await
+            .expect("request reaches the gateway")
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
+            .send()
+            .await
+            .expect("request reaches the gateway")
+    }
+
+    /// `GET {path}` with `Authorization: Bearer {token}`.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
             .send()
             .await
             .expect("request reaches the gateway")

@@ -39,7 +39,7 @@ async fn no_secret_appears_anywhere_after_every_path_ran() {
         ("RUST_LOG", "debug".to_owned()),
         ("MAX_BODY_BYTES", "4096".to_owned()),
     ];
-    let mut gateway = spawn_gateway(&env);
+    let gateway = spawn_gateway(&env);
     let db = gateway.dir.path().join("gw.db");
     let client = reqwest::Client::new();
     let mut seen = String::new();
@@ -114,12 +114,7 @@ async fn no_secret_appears_anywhere_after_every_path_ran() {
     assert!(seen.contains("edge_gateway_relay_keys_revoked_total{region=\"default\"} 1"));
 
     gateway.signal("TERM");
-    let gateway = tokio::task::spawn_blocking(move || {
-        assert!(gateway.wait_exit().success());
-        gateway
-    })
-    .await
-    .unwrap();
+    let gateway = exits_cleanly(gateway).await;
     let logs = gateway.output_until_closed().join("\n");
     assert!(
         logs.contains("relay rejected a key"),

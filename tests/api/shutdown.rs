@@ -11,7 +11,7 @@ async fn sigterm_finishes_the_in_flight_request_then_exits() {
         delay_ms: 500,
         ..Default::default()
     });
-    let mut gateway = spawn_gateway(&[("RELAY_URL", stub.url())]);
+    let gateway = spawn_gateway(&[("RELAY_URL", stub.url())]);
     let client = client_with_key();
     let in_flight = tokio::spawn({
         let url = gateway.url("/v1/chat/completions");
@@ -41,16 +41,10 @@ async fn sigterm_finishes_the_in_flight_request_then_exits() {
         body["choices"][0]["message"]["content"],
         "Answer to: slow question"
     );
-    let status = tokio::task::spawn_blocking(move || {
-        let status = gateway.wait_exit();
-        (status, gateway)
-    })
-    .await
-    .unwrap();
-    assert!(status.0.success(), "exit status {:?}", status.0);
+    let gateway = exits_cleanly(gateway).await;
     // Nothing listens any more.
     let refused = client
-        .get(status.1.url("/healthz"))
+        .get(gateway.url("/healthz"))
         .timeout(Duration::from_secs(2))
         .send()
         .await;

@@ -244,12 +244,24 @@ fn read_entry(
 /// Deletes all entries, or those of `namespace` and its partitions. Used by the writer
 /// and by `edge-gateway cache purge`.
 pub fn purge_entries(conn: &Connection, namespace: Option<&str>) -> rusqlite::Result<usize> {
-    semantic::purge(conn, namespace)?;
+    delete_namespace(conn, "semantic_entries", namespace)?;
+    delete_namespace(conn, "cache_entries", namespace)
+}
+
+/// Deletes the rows of `table` (all, or those of `namespace` and its partitions
+/// `namespace/...`; a mere prefix such as `acmeish` for `acme` is another namespace).
+fn delete_namespace(
+    conn: &Connection,
+    table: &'static str,
+    namespace: Option<&str>,
+) -> rusqlite::Result<usize> {
     match namespace {
-        None => conn.execute("DELETE FROM cache_entries", []),
+        None => conn.execute(&format!("DELETE FROM {table}"), []),
         Some(ns) => conn.execute(
-            "DELETE FROM cache_entries
-             WHERE namespace = ?1 OR substr(namespace, 1, length(?1) + 1) = ?1 || '/'",
+            &format!(
+                "DELETE FROM {table}
+                 WHERE namespace = ?1 OR substr(namespace, 1, length(?1) + 1) = ?1 || '/'"
+            ),
             [ns],
         ),
     }

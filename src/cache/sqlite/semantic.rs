@@ -65,17 +65,6 @@ pub(super) fn cleanup(conn: &Connection, now_ms: u64) -> rusqlite::Result<usize>
     )
 }
 
-pub(super) fn purge(conn: &Connection, namespace: Option<&str>) -> rusqlite::Result<usize> {
-    match namespace {
-        None => conn.execute("DELETE FROM semantic_entries", []),
-        Some(ns) => conn.execute(
-            "DELETE FROM semantic_entries
-             WHERE namespace = ?1 OR substr(namespace, 1, length(?1) + 1) = ?1 || '/'",
-            [ns],
-        ),
-    }
-}
-
 fn load(
     conn: &Connection,
     embedder: &str,

@@ -108,12 +108,8 @@ async fn admin_analytics_needs_the_token_and_matches_the_command() {
     let r = app.get("/admin/analytics").await;
     assert_eq!(r.status(), 401);
     let r = app
-        .client
-        .get(app.url("/admin/analytics?since=1h&group_by=tier,model"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+        .get_as("/admin/analytics?since=1h&group_by=tier,model", TOKEN)
+        .await;
     assert_eq!(r.status(), 200);
     let report = json_of(r).await;
     assert_eq!(report["total"]["requests"], 2);
@@ -121,12 +117,8 @@ async fn admin_analytics_needs_the_token_and_matches_the_command() {
     assert_eq!(report["rows"][0]["group"]["tier"], "l1");
     assert_eq!(report["rows"][0]["group"]["model"], "gpt-4o-mini");
     let r = app
-        .client
-        .get(app.url("/admin/analytics?group_by=nonsense"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+        .get_as("/admin/analytics?group_by=nonsense", TOKEN)
+        .await;
     assert_eq!(r.status(), 400);
     let disabled = spawn_app().await;
     assert_eq!(disabled.get("/admin/analytics").await.status(), 404);
@@ -162,12 +154,8 @@ async fn the_global_view_sums_every_region() {
     }
     let report = eventually("both regions in the global view", || async {
         let r = cdg
-            .client
-            .get(cdg.url("/admin/analytics?global=true&since=2h"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
+            .get_as("/admin/analytics?global=true&since=2h", TOKEN)
+            .await;
         let report = json_of(r).await;
         (report["total"]["requests"] == 5).then_some(report)
     })

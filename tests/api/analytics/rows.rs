@@ -218,7 +218,7 @@ async fn no_row_is_lost_across_sigterm_under_load() {
         delay_ms: 20,
         ..Default::default()
     });
-    let mut gateway = spawn_gateway(&[("RELAY_URL", stub.url())]);
+    let gateway = spawn_gateway(&[("RELAY_URL", stub.url())]);
     let db = gateway.dir.path().join("gw.db");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -256,13 +256,7 @@ async fn no_row_is_lost_across_sigterm_under_load() {
     for t in tasks {
         let _ = t.await;
     }
-    let status = tokio::task::spawn_blocking(move || {
-        let s = gateway.wait_exit();
-        (s, gateway)
-    })
-    .await
-    .unwrap();
-    assert!(status.0.success());
+    let _gateway = exits_cleanly(gateway).await;
     let answered = answered.load(std::sync::atomic::Ordering::SeqCst) as i64;
     let count: i64 = Connection::open(&db)
         .unwrap()

@@ -20,3 +20,14 @@ pub(super) fn sse_events(text: &str) -> Vec<Value> {
         .map(|d| serde_json::from_str(d).expect("event is JSON"))
         .collect()
 }
+
+/// The text a chat stream's events carry, joined.
+pub(super) fn streamed_text(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter_map(|e| {
+            e.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
+        .collect()
+}

@@ -14,13 +14,7 @@ async fn a_streamed_miss_is_served_plain_and_replayed_as_a_stream() {
         "a client that did not ask sees no usage: {original_raw}"
     );
     let original = sse_events(&original_raw);
-    let original_text: String = original
-        .iter()
-        .filter_map(|e| {
-            e.pointer("/choices/0/delta/content")
-                .and_then(Value::as_str)
-        })
-        .collect();
+    let original_text = streamed_text(&original);
     assert_eq!(original_text, "Answer to: Where is my parcel?");
 
     let plain = app.chat(&chat_body("Where is my parcel?")).await;
@@ -39,13 +33,7 @@ async fn a_streamed_miss_is_served_plain_and_replayed_as_a_stream() {
     let events = sse_events(&replay.text().await.unwrap());
     assert_eq!(events[0]["object"], "chat.completion.chunk");
     assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant");
-    let text: String = events
-        .iter()
-        .filter_map(|e| {
-            e.pointer("/choices/0/delta/content")
-                .and_then(Value::as_str)
-        })
-        .collect();
+    let text = streamed_text(&events);
     assert_eq!(text, original_text);
     let finish = events.iter().find_map(|e| {
         e.pointer("/choices/0/finish_reason")
@@ -78,13 +66,7 @@ async fn a_plain_miss_is_replayed_as_a_stream_with_usage_when_asked() {
     assert_eq!(last["choices"], json!([]));
     assert_eq!(last["usage"], plain["usage"]);
     assert!(events.iter().all(|e| e["id"] == plain["id"]));
-    let text: String = events
-        .iter()
-        .filter_map(|e| {
-            e.pointer("/choices/0/delta/content")
-                .and_then(Value::as_str)
-        })
-        .collect();
+    let text = streamed_text(&events);
     assert_eq!(
         text,
         plain["choices"][0]["message"]["content"].as_str().unwrap()

@@ -78,7 +78,7 @@ async fn sigterm_waits_for_relay_calls_whose_clients_left() {
         delay_ms: 800,
         ..Default::default()
     });
-    let mut gateway = spawn_gateway(&[
+    let gateway = spawn_gateway(&[
         ("RELAY_URL", stub.url()),
         ("SHUTDOWN_GRACE_SECS", "10".to_owned()),
     ]);
@@ -97,13 +97,7 @@ async fn sigterm_waits_for_relay_calls_whose_clients_left() {
     }
     assert_eq!(stub.calls("/v1/chat/completions"), 5);
     gateway.signal("TERM");
-    let gateway = tokio::task::spawn_blocking(move || {
-        let status = gateway.wait_exit();
-        assert!(status.success(), "{status:?}");
-        gateway
-    })
-    .await
-    .unwrap();
+    let gateway = exits_cleanly(gateway).await;
     let db = gateway.dir.path().join("gw.db");
     assert_eq!(count(&db, "SELECT count(*) FROM cache_events"), 5, "rows");
     assert_eq!(

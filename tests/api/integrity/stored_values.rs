@@ -221,7 +221,7 @@ async fn a_stream_cut_at_the_end_of_the_grace_period_still_leaves_its_row() {
         chunk_delay_ms: 2_000,
         ..Default::default()
     });
-    let mut gateway = spawn_gateway(&[
+    let gateway = spawn_gateway(&[
         ("RELAY_URL", stub.url()),
         ("SHUTDOWN_GRACE_SECS", "1".to_owned()),
     ]);
@@ -235,13 +235,7 @@ async fn a_stream_cut_at_the_end_of_the_grace_period_still_leaves_its_row() {
     assert_eq!(response.status(), 200);
     let reading = tokio::spawn(async move { response.bytes().await });
     gateway.signal("TERM");
-    let gateway = tokio::task::spawn_blocking(move || {
-        let status = gateway.wait_exit();
-        assert!(status.success(), "{status:?}");
-        gateway
-    })
-    .await
-    .unwrap();
+    let gateway = exits_cleanly(gateway).await;
     let _ = reading.await;
     let db = gateway.dir.path().join("gw.db");
     assert_eq!(

@@ -20,11 +20,11 @@ async fn a_403_for_one_request_never_empties_the_key_pool() {
     });
     let mut body = chat_body("hello");
     body["model"] = json!("gpt-restricted");
-    let r = chat_as(&app, "gw-acme", &body).await;
+    let r = app.chat_as("gw-acme", &body).await;
     assert_eq!(r.status(), 403, "the 403 describes the request: passed on");
     assert_eq!(app.stub.calls("/v1/chat/completions"), 1, "not retried");
     for i in 0..6 {
-        let r = chat_as(&app, "gw-globex", &chat_body(&format!("q{i}"))).await;
+        let r = app.chat_as("gw-globex", &chat_body(&format!("q{i}"))).await;
         assert_eq!(r.status(), 200);
     }
     let m = metrics(&app).await;
@@ -44,7 +44,7 @@ async fn a_revoked_key_comes_back_once_the_relay_accepts_it() {
         ..Default::default()
     });
     for i in 0..2 {
-        let r = chat_as(&app, "gw-acme", &chat_body(&format!("q{i}"))).await;
+        let r = app.chat_as("gw-acme", &chat_body(&format!("q{i}"))).await;
         assert_eq!(r.status(), 200, "the retry used the other key");
     }
     eventually("k-one to be revoked", || async {
@@ -78,7 +78,7 @@ async fn a_429_rests_its_key_and_the_retry_uses_another_at_once() {
         ..Default::default()
     });
     let started = Instant::now();
-    let r = chat_as(&app, "gw-acme", &chat_body("busy")).await;
+    let r = app.chat_as("gw-acme", &chat_body("busy")).await;
     assert_eq!(r.status(), 200);
     assert!(started.elapsed() < Duration::from_secs(5), "no 30 s wait");
     let seen = app.stub.authorizations();
@@ -89,7 +89,7 @@ async fn a_429_rests_its_key_and_the_retry_uses_another_at_once() {
     );
     // The throttled key rests: the next requests use the other one.
     for i in 0..3 {
-        chat_as(&app, "gw-acme", &chat_body(&format!("q{i}"))).await;
+        app.chat_as("gw-acme", &chat_body(&format!("q{i}"))).await;
     }
     let seen = app.stub.authorizations();
     assert!(seen[2..].iter().all(|k| *k == seen[1]), "{seen:?}");
@@ -106,7 +106,7 @@ async fn the_relay_refusing_the_operator_key_never_shows_the_relay_answer_to_ten
         reject_keys: vec!["k-only".into()],
         ..Default::default()
     });
-    let r = chat_as(&app, "gw-acme", &chat_body("hi")).await;
+    let r = app.chat_as("gw-acme", &chat_body("hi")).await;
     assert_eq!(r.status(), 502);
     let text = r.text().await.unwrap();
     assert!(!text.contains("Incorrect API key"), "{text}");

@@ -29,16 +29,6 @@ pub(super) fn bare_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-pub(super) async fn chat_as(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .body(serde_json::to_vec(body).unwrap())
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Sends `head` (request line and headers, no final blank line) on a fresh connection
 /// and returns the whole answer. For paths an HTTP client would normalize.
 pub(super) async fn raw_http(app: &TestApp, head: &str) -> String {

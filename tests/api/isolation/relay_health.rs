@@ -28,20 +28,30 @@ async fn a_prompt_the_relay_always_rejects_never_fails_other_clients() {
     assert_eq!(failures, 0, "other clients saw failures");
 }
 
-#[tokio::test]
-async fn a_cancelled_half_open_trial_never_wedges_the_breaker() {
+/// An app with a primary region `main` (one failure opens its breaker) and a backup
+/// `spare`; `health` sets the rest. Returns both stubs (the spare must outlive the app).
+async fn primary_with_spare(health: impl FnOnce(&mut Config)) -> (RelayStub, RelayStub, TestApp) {
     let (main, spare) = (
         RelayStub::start().await.unwrap(),
         RelayStub::start().await.unwrap(),
     );
     let app = spawn_app_with(|c| {
-        no_probes(c);
-        c.relay.health.cooldown_ms = 100;
+        health(c);
         c.relay.health.failure_threshold = 1;
         c.relay.regions = vec![
             region("main", &main, 1, false),
             region("spare", &spare, 1, true),
         ];
+    })
+    .await;
+    (main, spare, app)
+}
+
+#[tokio::test]
+async fn a_cancelled_half_open_trial_never_wedges_the_breaker() {
+    let (main, _spare, app) = primary_with_spare(|c| {
+        no_probes(c);
+        c.relay.health.cooldown_ms = 100;
     })
     .await;
     main.set(Behavior {
@@ -55,15 +65,20 @@ async fn a_cancelled_half_open_trial_never_wedges_the_breaker() {
         hold: true,
         ..Default::default()
     });
-    tokio::time::sleep(Duration::from_millis(150)).await; // let the cool-down pass
-    let trial = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .body(serde_json::to_vec(&chat_body("the trial")).unwrap())
-        .timeout(Duration::from_millis(300))
-        .send()
-        .await;
-    assert!(trial.is_err(), "the trial's client timed out");
+    // Until the cool-down is over requests go to the spare and are answered; the first
+    // one after it is the trial, held by the primary until its client gives up.
+    eventually("a trial whose client timed out", || async {
+        let body = chat_body(&format!("the trial {:?}", Instant::now()));
+        let trial = app
+            .client
+            .post(app.url("/v1/chat/completions"))
+            .body(serde_json::to_vec(&body).unwrap())
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        trial.is_err().then_some(())
+    })
+    .await;
     main.set(Behavior::default());
     eventually("traffic back on the recovered primary", || async {
         let r = app
@@ -76,18 +91,9 @@ async fn a_cancelled_half_open_trial_never_wedges_the_breaker() {
 
 #[tokio::test]
 async fn a_successful_probe_closes_an_open_breaker() {
-    let (main, spare) = (
-        RelayStub::start().await.unwrap(),
-        RelayStub::start().await.unwrap(),
-    );
-    let app = spawn_app_with(|c| {
+    let (main, _spare, app) = primary_with_spare(|c| {
         c.relay.health.probe_interval_ms = 20;
         c.relay.health.cooldown_ms = 60_000;
-        c.relay.health.failure_threshold = 1;
-        c.relay.regions = vec![
-            region("main", &main, 1, false),
-            region("spare", &spare, 1, true),
-        ];
     })
     .await;
     main.set(Behavior {

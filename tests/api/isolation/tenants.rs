@@ -91,13 +91,7 @@ async fn managed_mode_forwards_only_the_listed_routes() {
         assert_eq!(error_code(r).await, "not_found");
     }
     assert_eq!(app.stub.total_calls(), 0, "nothing reached the relay");
-    let r = app
-        .client
-        .get(app.url("/v1/models/gpt-4o-mini"))
-        .bearer_auth("gw-acme")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_as("/v1/models/gpt-4o-mini", "gw-acme").await;
     assert_eq!(
         r.status(),
         200,
@@ -109,13 +103,7 @@ async fn managed_mode_forwards_only_the_listed_routes() {
         c.relay.forward_routes.push("/v1/files".into());
     })
     .await;
-    let r = open
-        .client
-        .get(open.url("/v1/files"))
-        .bearer_auth("gw-acme")
-        .send()
-        .await
-        .unwrap();
+    let r = open.get_as("/v1/files", "gw-acme").await;
     assert_eq!(r.status(), 200, "an operator may open a route");
 }
 

@@ -48,14 +48,7 @@ async fn the_key_pool_rotates_past_a_revoked_key() {
         ..Default::default()
     });
     for i in 0..9 {
-        let r = app
-            .client
-            .post(app.url("/v1/chat/completions"))
-            .bearer_auth("gw-acme")
-            .body(serde_json::to_vec(&chat_body(&format!("q{i}"))).unwrap())
-            .send()
-            .await
-            .unwrap();
+        let r = app.chat_as("gw-acme", &chat_body(&format!("q{i}"))).await;
         assert_eq!(r.status(), 200);
         let text = r.text().await.unwrap();
         assert!(!text.contains("k-one") && !text.contains("k-two"));
@@ -117,14 +110,7 @@ async fn per_region_keys_come_from_their_env_var() {
     let stub = RelayStub::start().await.unwrap();
     let app = spawn_with_config(stub, tempfile::tempdir().unwrap(), config).await;
     for i in 0..4 {
-        let r = app
-            .client
-            .post(app.url("/v1/chat/completions"))
-            .bearer_auth("gw-acme")
-            .body(serde_json::to_vec(&chat_body(&format!("q{i}"))).unwrap())
-            .send()
-            .await
-            .unwrap();
+        let r = app.chat_as("gw-acme", &chat_body(&format!("q{i}"))).await;
         assert_eq!(r.status(), 200);
     }
     assert!(a.authorizations().iter().all(|k| k == "Bearer k-cdg"));
