@@ -33,7 +33,7 @@ use tracing::Instrument;
 
 use super::body::{idle_limited, map_reqwest_error};
 use super::breaker::{Breaker, BreakerState, Transition};
-use super::keys::{KeyPool, retry_after};
+use super::keys::KeyPool;
 use super::latency::PeakEwma;
 use super::path::RelayBase;
 use super::picker::SmoothWeighted;
@@ -42,7 +42,10 @@ use crate::error::ApiError;
 use crate::relay::RelayMetrics;
 
 mod choose;
+mod judge;
 mod probe;
+
+use judge::Verdict;
 
 /// A relay answer body: chunks as they arrive, or the error that ended it.
 pub type RelayBody = Pin<Box<dyn Stream<Item = Result<Bytes, ApiError>> + Send>>;
@@ -82,14 +85,6 @@ pub struct Relay {
     retry: RetryConfig,
     metrics: RelayMetrics,
     jitter: AtomicU64,
-}
-
-/// How one attempt ended, for the retry decision.
-enum Verdict {
-    Final,
-    Retry,
-    /// 429: another key or region now, else wait out `retry-after` if it is short.
-    Throttled(Option<Duration>),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -299,74 +294,6 @@ impl Relay {
             Some(result) => result,
             None => Err(ApiError::NoHealthyRelay),
         }
-    }
-
-    /// Feeds the breaker and key pool with an attempt's outcome and decides on a retry.
-    /// `signalled`: this request already reported a failure for this region (one request
-    /// is one signal, however many times it retried).
-    fn judge(
-        &self,
-        region: &Region,
-        key: Option<usize>,
-        result: &Result<RelayResponse, ApiError>,
-        signalled: &mut bool,
-        idempotent: bool,
-        keys_rejected: &mut u32,
-    ) -> Verdict {
-        let now = Instant::now();
-        let mut failure = |fatal: bool| {
-            if !std::mem::replace(signalled, true) {
-                self.report(region, region.breaker.on_failure(now, fatal));
-            }
-        };
-        let response = match result {
-            Err(error) => {
-                let never_sent = matches!(error, ApiError::RelayUnreachable(_));
-                let fatal = never_sent || matches!(error, ApiError::RelayTimeout(_));
-                failure(fatal);
-                return if idempotent || never_sent {
-                    Verdict::Retry
-                } else {
-                    Verdict::Final
-                };
-            }
-            Ok(response) => response,
-        };
-        let status = response.status;
-        if status.is_server_error() {
-            failure(false);
-            return if idempotent {
-                Verdict::Retry
-            } else {
-                Verdict::Final
-            };
-        }
-        // The region answered: it is alive, whatever it thought of the request.
-        self.report(region, region.breaker.on_success());
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let wait = retry_after(&response.headers);
-            if let (Some(k), Some(w)) = (key, wait) {
-                region.keys.rest(k, now + w);
-            }
-            return Verdict::Throttled(wait);
-        }
-        if status == StatusCode::UNAUTHORIZED
-            && let Some(k) = key
-        {
-            if let Some(header) = region.keys.suspect(k) {
-                tracing::warn!(region = %region.name, key_index = k,
-                    "relay answered 401 for a key: checking it before taking it out");
-                self.spawn_key_check(region, k, header);
-            }
-            *keys_rejected += 1;
-            // Another key may work; one request never walks the whole pool.
-            return if *keys_rejected == 1 {
-                Verdict::Retry
-            } else {
-                Verdict::Final
-            };
-        }
-        Verdict::Final
     }
 
     async fn attempt(
