@@ -7,17 +7,21 @@ FROM docker.io/library/rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # 1. Dependencies only, cached until Cargo.toml / Cargo.lock change: build against
 #    placeholder sources, then throw them away.
+#    Every workspace member's manifest is needed (tests/api/deploy/image.rs replays this
+#    stage with `cargo metadata`); .cargo/config.toml holds the SQLite build flags.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
 COPY crates/relay-stub/Cargo.toml crates/relay-stub/Cargo.toml
-RUN mkdir -p src bench examples crates/relay-stub/src \
+COPY crates/testkit/Cargo.toml crates/testkit/Cargo.toml
+RUN mkdir -p src bench examples crates/relay-stub/src crates/testkit/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && echo 'fn main() {}' > bench/gateway.rs \
  && echo 'fn main() {}' > examples/hyper_limit.rs \
  && echo 'fn main() {}' > crates/relay-stub/src/main.rs \
- && touch crates/relay-stub/src/lib.rs \
+ && touch crates/relay-stub/src/lib.rs crates/testkit/src/lib.rs \
  && cargo build --release --locked --bin edge-gateway \
- && rm -rf src bench examples crates/relay-stub/src
+ && rm -rf src bench examples crates/relay-stub/src crates/testkit/src
 # 2. The real sources. Migrations are embedded in the binary at compile time.
 COPY src src
 COPY migrations migrations

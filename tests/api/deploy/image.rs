@@ -88,3 +88,71 @@ fn dockerfile_is_multi_stage_cached_non_root_and_serves() {
         );
     }
 }
+
+/// The dependency stage, replayed here: the files its `COPY`s bring, the placeholder
+/// sources its `RUN` makes, then `cargo metadata --locked`. A workspace member or path
+/// dependency whose manifest the stage does not copy fails the image build at its first
+/// step (it did, once the test kit became a crate).
+#[test]
+fn the_dockerfile_dependency_stage_resolves_the_workspace() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = read("Dockerfile").replace("\\\n", " ");
+    let stage = tempfile::tempdir().unwrap();
+    let mut placeholders = None;
+    for line in dockerfile.lines().map(str::trim) {
+        if let Some(args) = line.strip_prefix("COPY ") {
+            assert!(
+                !args.starts_with("--from"),
+                "a COPY --from before the build: {line}"
+            );
+            let mut parts: Vec<&str> = args.split_whitespace().collect();
+            let dest = parts.pop().unwrap();
+            for source in parts {
+                let target = if dest.ends_with('/') || dest == "." {
+                    stage.path().join(dest).join(source)
+                } else {
+                    stage.path().join(dest)
+                };
+                copy_tree(&root.join(source), &target);
+            }
+        } else if let Some(script) = line.strip_prefix("RUN ")
+            && let Some((before, _)) = script.split_once("cargo build")
+        {
+            placeholders = Some(before.trim_end().trim_end_matches("&&").to_owned());
+            break;
+        }
+    }
+    let placeholders = placeholders.expect("a RUN with cargo build in the build stage");
+    let made = std::process::Command::new("sh")
+        .args(["-c", &placeholders])
+        .current_dir(stage.path())
+        .status()
+        .unwrap();
+    assert!(made.success(), "{placeholders}");
+    let metadata = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .args([
+            "--filter-platform",
+            &format!("{}-unknown-linux-gnu", std::env::consts::ARCH),
+        ])
+        .current_dir(stage.path())
+        .output()
+        .unwrap();
+    assert!(
+        metadata.status.success(),
+        "the dependency stage cannot load the workspace:\n{}",
+        String::from_utf8_lossy(&metadata.stderr)
+    );
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap();
+    }
+}
