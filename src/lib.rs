@@ -1,6 +1,12 @@
 //! edge-gateway: an OpenAI-compatible caching gateway, one instance per region.
 //!
+//! The public API is small: [`App`], [`AppState`], [`config`], [`cli`], [`commands`] (what
+//! the binary runs) and [`clock`]; everything else is crate-private. The crate's own tests
+//! and benches reach inside through `testing` (feature `testing`, turned on only by the
+//! crate's dev-dependency on itself).
+//!
 //! Map of the crate:
+//! - [`commands`]: `serve`, `check-config`, `migrate`, `analytics`, `cache purge`.
 //! - [`config`]: the typed configuration (defaults → TOML file → env table), validated at start.
 //! - [`app`]: `App::build` (listener, background tasks), `run_until` with graceful drain
 //!   (connections, then relay work) and final flushes.
@@ -23,12 +29,14 @@
 //! - [`db`]: the SQLite file and its embedded migrations.
 //! - [`error`]: `ApiError`, the one OpenAI-shaped error a client can see.
 //! - [`metrics`], [`telemetry`]: Prometheus registry (and the HTTP layer's series) and logging.
-//! - [`tokens`]: token estimates when the relay reports no usage; [`usage`], [`clock`],
-//!   [`paths`], [`strict_json`]: small leaves the others share.
+//! - [`clock`]: the app's one `Clock` (wall-clock ms), passed to whatever reads the time.
+//! - [`tokens`]: token estimates when the relay reports no usage; [`usage`], [`paths`],
+//!   [`strict_json`]: small leaves the others share.
 //!
 //! Module arrows point one way (tests/api/structure.rs checks there is no cycle):
 //!
 //! ```text
+//! commands ──► app, analytics, cache, semantic, db, cli, clock   (testing: over them all)
 //! app ──► http, server, state          server ──► http, auth, metrics
 //! http ──► state, analytics, cache, relay, semantic, auth, request, keying, tokens
 //! state ──► analytics, cache, relay, semantic, auth, limits, metrics, clock
