@@ -15,7 +15,13 @@ pub struct CacheKey(pub [u8; 32]);
 
 impl CacheKey {
     pub fn to_hex(self) -> String {
-        hex::encode(self.0)
+        // `hex::encode` collects char by char (0.4% of a Redis hit's samples).
+        self.hex_str().to_owned()
+    }
+
+    /// The hex digits as a `&str` on the stack, for `format!` without a `String`.
+    pub fn hex_str(&self) -> HexDigits {
+        HexDigits(self.hex_bytes())
     }
 
     pub fn from_hex(text: &str) -> Option<Self> {
@@ -39,15 +45,32 @@ impl CacheKey {
     }
 }
 
+/// A key's 64 hex digits, held inline.
+pub struct HexDigits([u8; 64]);
+
+impl std::ops::Deref for HexDigits {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Hex digits are ASCII; the fallback cannot happen.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for HexDigits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
 impl fmt::Debug for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CacheKey({})", self.to_hex())
+        write!(f, "CacheKey({})", self.hex_str())
     }
 }
 
 impl fmt::Display for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(&self.hex_str())
     }
 }
 
@@ -109,6 +132,9 @@ mod tests {
         );
         assert_eq!(CacheKey::from_hex(&hex), Some(key));
         assert_eq!(key.header_value(), hex.as_str());
+        assert_eq!(&*key.hex_str(), hex);
+        assert_eq!(format!("{key}"), hex);
+        assert_eq!(hex, hex::encode(key.0), "the same digits as the hex crate's");
     }
 
     #[test]

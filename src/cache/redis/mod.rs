@@ -168,7 +168,7 @@ impl RedisTier {
 
     /// `{prefix}:v1:{namespace}:{key}`.
     pub fn redis_key(&self, namespace: &str, key: &CacheKey) -> String {
-        format!("{}:v1:{}:{}", self.inner.prefix, namespace, key.to_hex())
+        format!("{}:v1:{}:{}", self.inner.prefix, namespace, key.hex_str())
     }
 
     async fn connect(&self) -> RedisResult<Connection> {

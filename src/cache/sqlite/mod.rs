@@ -217,7 +217,7 @@ fn read_entry(
                 usage_estimated
          FROM cache_entries WHERE key = ?1 AND expires_at_ms > ?2",
     )?
-    .query_row(params![key.to_hex(), now_ms as i64], |row| {
+    .query_row(params![&*key.hex_str(), now_ms as i64], |row| {
         let endpoint: String = row.get(0)?;
         let namespace: String = row.get(1)?;
         let model: String = row.get(2)?;

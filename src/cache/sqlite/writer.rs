@@ -123,7 +123,7 @@ pub(super) fn apply(
                     )
                     .and_then(|mut stmt| {
                         stmt.execute(params![
-                            key.to_hex(),
+                            &*key.hex_str(),
                             a.namespace.as_ref(),
                             a.endpoint.as_str(),
                             a.model.as_ref(),
