@@ -134,7 +134,11 @@ mod tests {
         assert_eq!(key.header_value(), hex.as_str());
         assert_eq!(&*key.hex_str(), hex);
         assert_eq!(format!("{key}"), hex);
-        assert_eq!(hex, hex::encode(key.0), "the same digits as the hex crate's");
+        assert_eq!(
+            hex,
+            hex::encode(key.0),
+            "the same digits as the hex crate's"
+        );
     }
 
     #[test]
