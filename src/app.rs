@@ -114,6 +114,7 @@ impl App {
             header_timeout: Duration::from_millis(server.header_timeout_ms),
             // Above the guard's limit, so the guard answers 431 with a JSON body.
             max_headers: server.max_headers.saturating_mul(4).max(100),
+            max_body_bytes: server.max_body_bytes,
         };
         let draining = CancellationToken::new();
         let serve = crate::server::serve(

@@ -26,3 +26,4 @@ mod shutdown;
 mod streaming;
 mod structure;
 mod tiers;
+mod wire;

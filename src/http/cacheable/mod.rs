@@ -137,10 +137,13 @@ async fn handle_inner(
         cx.state.count(endpoint, "bypass");
         log.tier = Outcome::Bypass;
         let store = !cx.controls.no_store;
-        return cx
-            .miss(&request, request_body, key)
-            .run(store, None, BYPASS, log)
-            .await;
+        // Boxed, as the flight below: a relay call's future is large, and kept inline it
+        // would be moved with every request's future, hits included.
+        return Box::pin(
+            cx.miss(&request, request_body, key)
+                .run(store, None, BYPASS, log),
+        )
+        .await;
     }
     let shape = (request.stream, request.include_usage);
     if let Some((answer, tier)) = cx.state.cache.get(&cx.namespace, &key).await {
@@ -148,7 +151,7 @@ async fn handle_inner(
             &cx.state, endpoint, log, &answer, tier, shape, key,
         ));
     }
-    flight(&cx, &request, request_body, key, log).await
+    Box::pin(flight(&cx, &request, request_body, key, log)).await
 }
 
 /// Who is calling (namespace, managed or not); rate-limited here unless only relay

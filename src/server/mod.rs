@@ -31,6 +31,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod encode;
+mod head;
+mod rewind;
+mod wire;
+
 use crate::auth::ConnAuth;
 use crate::http::Dispatch;
 use crate::metrics::ConnMetrics;
@@ -42,6 +47,9 @@ pub struct ServeLimits {
     pub header_timeout: Duration,
     /// hyper's header count limit: above the guard's, so the guard answers first.
     pub max_headers: usize,
+    /// A declared body above this is refused (413) by the handler; the connection loop
+    /// leaves such a request to hyper, which need not read it.
+    pub max_body_bytes: usize,
 }
 
 /// One client connection, as the registry sees it.
@@ -235,48 +243,39 @@ pub async fn serve(
         }
         let _ = stream.set_nodelay(true);
         let (id, conn) = registry.insert();
-        let (dispatch, registry, metrics, shutdown, http) = (
+        let (dispatch, registry, metrics, shutdown, http, limits) = (
             dispatch.clone(),
             registry.clone(),
             metrics.clone(),
             shutdown.clone(),
             http.clone(),
+            limits.clone(),
         );
         tracker.spawn(async move {
             metrics.open.inc();
-            let service = {
-                let conn = conn.clone();
-                let auth = Arc::new(ConnAuth::default());
-                hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                    let busy = Busy::new(conn.clone());
-                    let (dispatch, auth) = (dispatch.clone(), auth.clone());
-                    async move {
-                        let response = dispatch.call(request.map(Body::new), &auth).await;
-                        // The connection stays busy until the body's last byte is sent.
-                        Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
-                    }
-                })
+            let auth = Arc::new(ConnAuth::default());
+            let wire = wire::Wire {
+                dispatch: &dispatch,
+                auth: &auth,
+                conn: &conn,
+                limits: &limits,
+                metrics: &metrics,
+                shutdown: &shutdown,
             };
-            let mut connection = pin!(http.serve_connection(TokioIo::new(stream), service));
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    result = connection.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::debug!(error = %e, "connection ended with an error");
+            if let wire::Ended::HandOff(io) = wire.serve(stream).await {
+                let service = {
+                    let (conn, dispatch) = (conn.clone(), dispatch.clone());
+                    hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                        let busy = Busy::new(conn.clone());
+                        let (dispatch, auth) = (dispatch.clone(), auth.clone());
+                        async move {
+                            let response = dispatch.call(request.map(Body::new), &auth).await;
+                            // The connection stays busy until the body's last byte is sent.
+                            Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
                         }
-                        break;
-                    }
-                    () = conn.close.cancelled(), if !closing => {
-                        closing = true;
-                        metrics.shed.inc();
-                        connection.as_mut().graceful_shutdown();
-                    }
-                    () = shutdown.cancelled(), if !closing => {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
-                    }
-                }
+                    })
+                };
+                serve_hyper(&http, io, service, &conn, &metrics, &shutdown).await;
             }
             registry.remove(id);
             metrics.open.dec();
@@ -284,6 +283,42 @@ pub async fn serve(
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// Serves a connection the loop handed over with hyper until it closes, closing it
+/// gracefully when it must make room or the server stops.
+async fn serve_hyper<S>(
+    http: &hyper::server::conn::http1::Builder,
+    io: rewind::Rewind<tokio::net::TcpStream>,
+    service: S,
+    conn: &Conn,
+    metrics: &ConnMetrics,
+    shutdown: &CancellationToken,
+) where
+    S: hyper::service::HttpService<Incoming, ResBody = Tracked>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut connection = pin!(http.serve_connection(TokioIo::new(io), service));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            () = conn.close.cancelled(), if !closing => {
+                closing = true;
+                metrics.shed.inc();
+                connection.as_mut().graceful_shutdown();
+            }
+            () = shutdown.cancelled(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
