@@ -97,6 +97,16 @@ impl TieredCache {
         if let Some(answer) = self.l1.get(key).await {
             return Some((answer, Tier::L1));
         }
+        // Boxed: the Redis and SQLite futures are large, and an L1 hit should not carry
+        // (and move) them.
+        Box::pin(self.get_below_l1(namespace, key)).await
+    }
+
+    async fn get_below_l1(
+        &self,
+        namespace: &str,
+        key: &CacheKey,
+    ) -> Option<(Arc<CachedAnswer>, Tier)> {
         if let Some(redis) = &self.redis {
             // While the breaker is open this returns at once (counted as skipped_down).
             match redis.get(namespace, key).await {

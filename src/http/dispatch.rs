@@ -39,7 +39,10 @@ impl Dispatch {
         {
             return self.cacheable(endpoint, request, conn).await;
         }
-        let result: Result<Response, Infallible> = self.router.clone().call(request).await;
+        // Boxed: the router's future is large, and inline it would be moved with every
+        // request's future, the cacheable ones included.
+        let result: Result<Response, Infallible> =
+            Box::pin(self.router.clone().call(request)).await;
         match result {
             Ok(response) => response,
             Err(never) => match never {},
