@@ -12,7 +12,9 @@
 //!   (connections, then relay work) and final flushes.
 //! - [`state`]: `AppState`, what every handler sees (built once).
 //! - [`server`]: the accept loop: header/idle timeout, connection cap (idlest first);
-//!   each request goes to `http::Dispatch`.
+//!   a connection loop that reads plain HTTP/1.1 requests itself (`httparse`) and writes
+//!   their responses, handing anything else (chunked bodies, `expect`, upgrades,
+//!   HTTP/1.0, `HEAD`) to hyper; each request goes to `http::Dispatch`.
 //! - [`http`]: the routes; `router(state)` builds them all; `Dispatch` sends `POST`s to
 //!   the cacheable routes straight to their handler and the rest through the router.
 //! - [`auth`]: pass-through and managed mode; who the caller is, which key the relay sees.

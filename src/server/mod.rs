@@ -1,5 +1,7 @@
-//! The accept loop: one hyper HTTP/1.1 connection task per client, written here because
-//! `axum::serve` has no knobs for what keeps one client from locking the others out:
+//! The accept loop: one connection task per client, which reads plain HTTP/1.1 requests
+//! itself ([`wire`]) and hands anything else to hyper. Written here because `axum::serve`
+//! has no knobs for what keeps one client from locking the others out, and because on a
+//! cache hit hyper's per-request machinery was about 1 µs of ~11 (bench/RESULTS.md):
 //! - a header timeout: a connection must send each request's headers within
 //!   `server.header_timeout_ms`, counted from when it opened or its previous response
 //!   ended, so it is also the keep-alive idle timeout (slow-loris headers and idle
