@@ -12,5 +12,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main: no SQLite connection is open, no other thread runs.
+    unsafe { edge_gateway::commands::sqlite_on_mimalloc() };
     edge_gateway::commands::run(edge_gateway::cli::Cli::parse())
 }

@@ -75,10 +75,8 @@ impl AnalyticsWriter {
     ) -> Result<Self, DbError> {
         let (queue, receiver) = mpsc::sync_channel(capacity);
         let counters = Arc::new(Counters::default());
-        let file = OpenedFile::open(path)?;
-        statement_journal_in_memory(&file.conn);
         let state = WriterState {
-            file,
+            file: OpenedFile::open(path)?,
             health,
             region,
             retention_days,
@@ -196,13 +194,10 @@ impl WriterState {
             }
         }
         // Rows go to the file at the path, even if it was deleted or replaced.
-        if self.file.reopen_if_stale("analytics") {
-            statement_journal_in_memory(&self.file.conn);
-        }
+        self.file.reopen_if_stale("analytics");
         let polite = events.len() < BATCH;
         let mut ok = insert(&mut self.file.conn, &self.region, &events, polite);
         if ok.is_err() && self.file.reopen().is_ok() {
-            statement_journal_in_memory(&self.file.conn);
             // A reopened connection may succeed where the old one failed.
             ok = insert(&mut self.file.conn, &self.region, &events, polite);
         }
@@ -215,16 +210,6 @@ impl WriterState {
             let _ = reply.send(());
         }
         self.prune_if_due();
-    }
-}
-
-/// Every multi-row insert after a batch's first keeps a statement journal (to undo that
-/// statement alone on a constraint failure). In a temporary file, that was two `pwrite`s
-/// and a page copy per 4 KB of rows; in memory it is the copy alone. Only this
-/// connection: reports keep their temporary data on disk.
-fn statement_journal_in_memory(conn: &Connection) {
-    if let Err(e) = conn.pragma_update(None, "temp_store", "MEMORY") {
-        tracing::warn!(error = %e, "analytics writer: temp_store not set");
     }
 }
 

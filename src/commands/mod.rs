@@ -21,6 +21,17 @@ fn block_on<T>(work: impl Future<Output = Result<T, String>>) -> Result<T, Strin
         .and_then(|rt| rt.block_on(work))
 }
 
+/// Routes SQLite's allocations to mimalloc (see `db::alloc`); `false` when SQLite was
+/// already initialized and keeps the system allocator.
+///
+/// # Safety
+/// Call first thing in `main`: before any SQLite connection is opened and while no other
+/// thread can use SQLite.
+pub unsafe fn sqlite_on_mimalloc() -> bool {
+    // SAFETY: the caller's guarantee is the one `use_mimalloc` needs.
+    unsafe { db::alloc::use_mimalloc() }
+}
+
 /// Runs the command `cli` names with the configuration from the file and environment.
 /// Exit codes: 0 done, 1 failed, 2 invalid configuration or arguments.
 pub fn run(cli: Cli) -> ExitCode {

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+pub(crate) mod alloc;
 mod watch;
 
 pub use watch::{DbHealth, OpenedFile, Writer};

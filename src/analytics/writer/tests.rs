@@ -51,16 +51,3 @@ fn every_statement_shape_inserts_its_rows() {
         .unwrap();
     assert_eq!((rows, keyed, blank), (127, 64, 63));
 }
-
-#[test]
-fn the_writer_keeps_its_statement_journals_in_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = OpenedFile::open(&dir.path().join("a.db")).unwrap();
-    let temp_store = |conn: &Connection| -> i64 {
-        conn.query_row("PRAGMA temp_store", [], |r| r.get(0))
-            .unwrap()
-    };
-    assert_eq!(temp_store(&file.conn), 0, "SQLite's default: files");
-    statement_journal_in_memory(&file.conn);
-    assert_eq!(temp_store(&file.conn), 2, "MEMORY");
-}
