@@ -40,7 +40,7 @@ const ENTRY_OVERHEAD: usize = 192;
 
 #[derive(Clone)]
 pub struct FastPath {
-    known: Option<Cache<Fingerprint, Arc<KnownRequest>>>,
+    known: Option<Cache<Fingerprint, Arc<KnownRequest>, super::KeyHasher>>,
     max_body: usize,
 }
 
@@ -55,7 +55,7 @@ impl FastPath {
                     .weigher(|fp: &Fingerprint, _: &Arc<KnownRequest>| {
                         u32::try_from(fp.namespace.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
                     })
-                    .build()
+                    .build_with_hasher(super::KeyHasher::default())
             }),
             max_body,
         }

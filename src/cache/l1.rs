@@ -37,7 +37,7 @@ impl Expiry<CacheKey, Arc<CachedAnswer>> for EntryLifetime {
 
 #[derive(Clone)]
 pub struct L1Cache {
-    cache: Cache<CacheKey, Arc<CachedAnswer>>,
+    cache: Cache<CacheKey, Arc<CachedAnswer>, super::KeyHasher>,
     max_bytes: u64,
     clock: Clock,
 }
@@ -49,7 +49,7 @@ impl L1Cache {
             .weigher(|_key, value: &Arc<CachedAnswer>| value.weight())
             .expire_after(EntryLifetime(clock.clone()))
             .support_invalidation_closures()
-            .build();
+            .build_with_hasher(super::KeyHasher::default());
         Self {
             cache,
             max_bytes,
