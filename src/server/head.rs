@@ -239,6 +239,39 @@ mod tests {
         assert!(is_other(&long), "a head without end is hyper's to refuse");
     }
 
+    proptest::proptest! {
+        /// Whatever arrives, reading a head never panics; a head for hyper leaves every
+        /// byte in the buffer, and a plain one takes exactly its head off it.
+        #[test]
+        fn any_bytes_leave_the_buffer_whole_for_hyper_or_cut_at_the_head(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            target in "[!-~]{0,40}",
+            mode in 0..3u8,
+        ) {
+            let bytes = match mode {
+                // Anything at all.
+                0 => raw.clone(),
+                // A plain request line and length, then anything.
+                1 => [&b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 3\r\n"[..], &raw].concat(),
+                // Any visible ASCII as the target of a complete head (httparse admits
+                // some that a `Uri` does not).
+                _ => [&b"GET /"[..], target.as_bytes(), b" HTTP/1.1\r\nHost: gw\r\n\r\n"].concat(),
+            };
+            let mut buf = BytesMut::from(&bytes[..]);
+            match read_head(&mut buf, 1024) {
+                Head::Partial | Head::Other => proptest::prop_assert_eq!(&buf[..], &bytes[..]),
+                Head::Plain(_) => {
+                    // The head ends at its blank line (httparse, like hyper, takes a bare
+                    // LF as a line end); what follows stays.
+                    let cut = bytes.len() - buf.len();
+                    proptest::prop_assert_eq!(&bytes[cut..], &buf[..]);
+                    let head = &bytes[..cut];
+                    proptest::prop_assert!(head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n"));
+                }
+            }
+        }
+    }
+
     #[test]
     fn connection_close_is_honoured_and_repeated_equal_lengths_are_one() {
         let (head, _) = plain(
