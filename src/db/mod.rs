@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0005_semantic_shadow.sql",
         include_str!("../../migrations/0005_semantic_shadow.sql"),
     ),
+    (
+        6,
+        "0006_drop_events_key_index.sql",
+        include_str!("../../migrations/0006_drop_events_key_index.sql"),
+    ),
 ];
 
 /// WAL pages after which a commit checkpoints them into the database file.
@@ -215,5 +220,27 @@ mod tests {
             .unwrap();
         assert_eq!(pages, WAL_AUTOCHECKPOINT_PAGES);
         conn.execute("SELECT * FROM cache_daily", []).ok();
+    }
+
+    /// Every index on `cache_events` is a B-tree update per analytics row on the serving
+    /// core; the one on `key_hash` made each row cost more the more distinct keys there
+    /// were (migration 0006). Only `ts`, which every report filters on, stays.
+    #[test]
+    fn analytics_rows_maintain_only_the_time_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("gw.db")).unwrap();
+        migrate(&mut conn).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'cache_events'
+                 ORDER BY name",
+            )
+            .unwrap();
+        let names: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(names, ["cache_events_ts"]);
     }
 }

@@ -42,6 +42,19 @@ fn every_statement_shape_inserts_its_rows() {
     };
     let events: Vec<CacheEvent> = (0..127).map(event).collect();
     insert(&mut conn, "lhr", &events, true).unwrap();
+    // Several chunks of one shape in a batch share one statement: each binds its own rows.
+    let more: Vec<CacheEvent> = (1_000..1_197).map(event).collect();
+    insert(&mut conn, "lhr", &more, false).unwrap();
+    let (count, ts_sum): (i64, i64) = conn
+        .query_row(
+            "SELECT count(DISTINCT ts), sum(ts) FROM cache_events WHERE ts >= 1000",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((count, ts_sum), (197, (1_000..1_197).sum::<i64>()));
+    conn.execute("DELETE FROM cache_events WHERE ts >= 1000", [])
+        .unwrap();
     let (rows, keyed, blank): (i64, i64, i64) = conn
         .query_row(
             "SELECT count(*), sum(key_hash = ?1), sum(key_hash = '') FROM cache_events",
