@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{RedisTier, RedisUnavailable, VALUE_OVERHEAD};
+use super::{Connection, RedisTier, RedisUnavailable, VALUE_OVERHEAD};
 use crate::cache::answer::CachedAnswer;
 use crate::cache::codec;
 use crate::keying::CacheKey;
@@ -19,10 +19,22 @@ impl RedisTier {
     ) -> Result<Option<CachedAnswer>, RedisUnavailable> {
         let redis_key = self.redis_key(namespace, key);
         let max_value = self.inner.max_entry_bytes.saturating_add(VALUE_OVERHEAD);
-        let mut cmd = redis::cmd("GETRANGE");
-        cmd.arg(&redis_key).arg(0).arg(max_value);
         // GETRANGE answers "" for a missing key; no stored value is ever empty.
-        let value: Vec<u8> = self.call_keyed("get", &redis_key, cmd).await?;
+        // The key picks a Cluster's slot-range breaker; standalone has none to pick.
+        let slot_key = self.is_cluster().then(|| redis_key.as_bytes().to_vec());
+        let lookups = &self.inner.lookups;
+        let value: Vec<u8> = self
+            .run("get", slot_key.as_deref(), |connection| async move {
+                match connection {
+                    Connection::Single(c) => lookups.get(c, redis_key, max_value).await,
+                    mut cluster => {
+                        let mut cmd = redis::cmd("GETRANGE");
+                        cmd.arg(&redis_key).arg(0).arg(max_value);
+                        cluster.query(&cmd).await
+                    }
+                }
+            })
+            .await?;
         if value.is_empty() {
             return Ok(None);
         }
@@ -33,6 +45,7 @@ impl RedisTier {
         match codec::decode(&value, self.inner.max_entry_bytes) {
             Ok(answer) => Ok((!answer.is_expired(self.inner.clock.now_ms())).then_some(answer)),
             Err(corrupt) => {
+                let redis_key = self.redis_key(namespace, key);
                 self.reject(corrupt.as_str());
                 tracing::warn!(key = %redis_key, reason = corrupt.as_str(), "redis value failed its checks: deleted, served as a miss");
                 let tier = self.clone();

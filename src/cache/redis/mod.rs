@@ -26,6 +26,7 @@ use crate::clock::Clock;
 use crate::config::RedisConfig;
 use crate::keying::CacheKey;
 
+mod batch;
 mod entries;
 mod generations;
 mod lease;
@@ -87,6 +88,8 @@ struct Inner {
     slots: Option<SlotHealth>,
     /// Reads expiries: what is expired is a miss, what is left is the `PX` written.
     clock: Clock,
+    /// Lookups ready together, sent as one pipeline (standalone Redis).
+    lookups: Arc<batch::Lookups>,
 }
 
 /// What a stored value may add to its body: the header, model and namespace (each at
@@ -153,6 +156,7 @@ impl RedisTier {
                 slots: matches!(target, Target::Cluster(_)).then(SlotHealth::new),
                 target,
                 clock,
+                lookups: Arc::default(),
             }),
         })
     }
