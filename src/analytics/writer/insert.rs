@@ -11,9 +11,9 @@ const COLUMNS: usize = 17;
 /// Statements between yields of the writer thread: 4 × 64 rows, ~0.4 ms of work. A
 /// writer that woke with a batch used to run its whole transaction (milliseconds at high
 /// rates) while requests on the same core waited: the gateway's p99. A writer that is
-/// behind (its batch came full) yields four times less often, so it catches up: yielding
-/// after every statement, or running at nice 5, made it drop events at saturation
-/// (bench/RESULTS.md).
+/// behind (a quarter of its queue waiting, see `writer::polite`) yields four times less
+/// often, so it catches up: yielding after every statement, or running at nice 5, made
+/// it drop events at saturation (bench/RESULTS.md).
 const YIELD_EVERY: usize = 4;
 
 /// `OR ROLLBACK`: a failing row ends the whole batch's transaction, which the writer then

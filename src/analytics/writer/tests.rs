@@ -64,3 +64,14 @@ fn every_statement_shape_inserts_its_rows() {
         .unwrap();
     assert_eq!((rows, keyed, blank), (127, 64, 63));
 }
+
+#[test]
+fn the_writer_stays_polite_with_full_batches_until_a_quarter_of_the_queue_waits() {
+    let capacity = 65_536;
+    // A full batch (4,096 rows) taken off a queue that holds little else: polite.
+    assert!(polite(10_000, 10_000 - 500, capacity));
+    assert!(polite(BATCH as u64, BATCH as u64, capacity));
+    // Falling behind: longer turns, to catch up before the queue drops events.
+    assert!(!polite(40_000, 40_000 - 16_384, capacity));
+    assert!(polite(40_000, 40_000 - 16_383, capacity));
+}
