@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_drop_events_key_index.sql",
         include_str!("../../migrations/0006_drop_events_key_index.sql"),
     ),
+    (
+        7,
+        "0007_cache_entries_rowid.sql",
+        include_str!("../../migrations/0007_cache_entries_rowid.sql"),
+    ),
 ];
 
 /// Bytes per database page for new files. The analytics writer appends a few hundred
@@ -278,5 +283,173 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(names, ["cache_events_ts"]);
+    }
+
+    /// Migrations 1-6 on a file, then a stored answer as the old schema held it.
+    fn file_at_version_6(path: &Path) -> Connection {
+        let conn = open(path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (
+                 version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for &(version, name, sql) in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
+                rusqlite::params![version, name],
+            )
+            .unwrap();
+        }
+        conn
+    }
+
+    #[test]
+    fn cache_entries_are_appended_by_rowid_and_keys_stay_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("gw.db")).unwrap();
+        migrate(&mut conn).unwrap();
+        // A WITHOUT ROWID table has no rowid: the answers went into the key's B-tree.
+        let insert = "INSERT OR REPLACE INTO cache_entries (key, namespace, endpoint, model, body,
+                          prompt_tokens, completion_tokens, created_at_ms, expires_at_ms, size)
+                      VALUES (?1, 'ns', 'chat.completions', 'm', ?2, 1, 2, ?3, ?4, 3)";
+        conn.execute(
+            insert,
+            rusqlite::params!["b".repeat(64), b"one".as_slice(), 1, 9],
+        )
+        .unwrap();
+        conn.execute(
+            insert,
+            rusqlite::params!["a".repeat(64), b"two".as_slice(), 2, 9],
+        )
+        .unwrap();
+        let rowids: Vec<(String, i64)> = conn
+            .prepare("SELECT substr(key, 1, 1), rowid FROM cache_entries ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rowids, [("b".to_owned(), 1), ("a".to_owned(), 2)]);
+        // Storing a key again replaces its entry: one row a key, as before.
+        conn.execute(
+            insert,
+            rusqlite::params!["b".repeat(64), b"three".as_slice(), 3, 9],
+        )
+        .unwrap();
+        let bodies: Vec<Vec<u8>> = conn
+            .prepare("SELECT body FROM cache_entries ORDER BY key")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(bodies, [b"two".to_vec(), b"three".to_vec()]);
+    }
+
+    #[test]
+    fn an_existing_cache_keeps_every_entry_and_index_through_migration_7() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.db");
+        let conn = file_at_version_6(&path);
+        for (key, created, estimated) in [("c", 30, 1), ("a", 10, 0), ("b", 20, 0)] {
+            conn.execute(
+                "INSERT INTO cache_entries (key, namespace, endpoint, model, body, prompt_tokens,
+                     completion_tokens, created_at_ms, expires_at_ms, size, usage_estimated)
+                 VALUES (?1, 'ns-' || ?1, 'embeddings', 'model-' || ?1, CAST(?1 AS BLOB),
+                         ?2 + 1, ?2 + 2, ?2, ?2 + 100, 1, ?3)",
+                rusqlite::params![key.repeat(64), created, estimated],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let mut conn = open(&path).unwrap();
+        assert_eq!(
+            migrate(&mut conn).unwrap(),
+            ["0007_cache_entries_rowid.sql"]
+        );
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            Vec<u8>,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        );
+        let rows: Vec<Row> = conn
+            .prepare(
+                "SELECT substr(key, 1, 1), namespace, endpoint, model, body, prompt_tokens,
+                        completion_tokens, created_at_ms, expires_at_ms, size, usage_estimated
+                 FROM cache_entries ORDER BY rowid",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // Every column of every entry, in the order they were stored (oldest first).
+        let expect = |k: &str, created: i64, estimated: i64| -> Row {
+            (
+                k.to_owned(),
+                format!("ns-{}", k.repeat(64)),
+                "embeddings".to_owned(),
+                format!("model-{}", k.repeat(64)),
+                k.repeat(64).into_bytes(),
+                created + 1,
+                created + 2,
+                created,
+                created + 100,
+                1,
+                estimated,
+            )
+        };
+        assert_eq!(
+            rows,
+            [expect("a", 10, 0), expect("b", 20, 0), expect("c", 30, 1)]
+        );
+        let indexes: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'cache_entries'
+                 AND sql IS NOT NULL ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "cache_entries_created",
+                "cache_entries_expires",
+                "cache_entries_namespace"
+            ]
+        );
+        let duplicate = conn.execute(
+            "INSERT INTO cache_entries (key, namespace, endpoint, model, body, prompt_tokens,
+                 completion_tokens, created_at_ms, expires_at_ms, size)
+             VALUES (?1, 'ns', 'e', 'm', x'00', 0, 0, 0, 0, 0)",
+            ["a".repeat(64)],
+        );
+        assert!(duplicate.is_err(), "the key must stay unique");
     }
 }
