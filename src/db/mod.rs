@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(names, ["cache_events_ts"]);
     }
 
-    /// Migrations 1-6 on a file, then a stored answer as the old schema held it.
+    /// A file as version 6 left it: migrations 1-6 applied and recorded, nothing else.
     fn file_at_version_6(path: &Path) -> Connection {
         let conn = open(path).unwrap();
         conn.execute_batch(
