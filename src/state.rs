@@ -65,6 +65,7 @@ pub struct Shared {
     pub(crate) instance_id: Arc<str>,
     /// `x-edge-region`, built once.
     pub(crate) region_header: HeaderValue,
+
     /// Relay calls and streams that outlive their client's connection; shutdown waits
     /// for them within the grace period.
     pub(crate) work: tokio_util::task::TaskTracker,

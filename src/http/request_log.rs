@@ -35,6 +35,10 @@ pub struct RequestLog {
     latency_ms: Option<f64>,
 }
 
+/// The namespace and model of a request not yet known: shared, not two allocations a
+/// request.
+static UNKNOWN: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+
 /// Nginx's "client closed request": the row of a request whose client left first.
 const CLIENT_GONE: u16 = 499;
 
@@ -44,8 +48,8 @@ impl RequestLog {
         Self {
             started,
             endpoint,
-            namespace: Arc::from(""),
-            model: Arc::from(""),
+            namespace: UNKNOWN.clone(),
+            model: UNKNOWN.clone(),
             key: None,
             tier: Outcome::Bypass,
             usage: Usage::default(),

@@ -61,6 +61,8 @@ struct Conn {
     /// When the connection last became idle, as a tick of the registry's clock (a
     /// counter: strictly ordered, no ties between connections).
     idle_since: AtomicU64,
+    /// Cancelled to make room, or by the server's shutdown: a child of its token, so a
+    /// connection watches one token, not two (each watched token costs a mutex a request).
     close: CancellationToken,
 }
 
@@ -68,6 +70,8 @@ struct Conn {
 struct Registry {
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     next_id: AtomicU64,
+    /// The server's shutdown; every connection's `close` is its child.
+    shutdown: CancellationToken,
 }
 
 /// The registry's clock: one tick per connection opened or request ended.
@@ -110,7 +114,7 @@ impl Registry {
         let conn = Arc::new(Conn {
             active: AtomicUsize::new(0),
             idle_since: AtomicU64::new(tick()),
-            close: CancellationToken::new(),
+            close: self.shutdown.child_token(),
         });
         self.lock().insert(id, conn.clone());
         (id, conn)
@@ -218,7 +222,10 @@ pub async fn serve(
     metrics: ConnMetrics,
     shutdown: CancellationToken,
 ) {
-    let registry = Arc::new(Registry::default());
+    let registry = Arc::new(Registry {
+        shutdown: shutdown.clone(),
+        ..Registry::default()
+    });
     let tracker = TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -312,11 +319,9 @@ async fn serve_hyper<S>(
             }
             () = conn.close.cancelled(), if !closing => {
                 closing = true;
-                metrics.shed.inc();
-                connection.as_mut().graceful_shutdown();
-            }
-            () = shutdown.cancelled(), if !closing => {
-                closing = true;
+                if !shutdown.is_cancelled() {
+                    metrics.shed.inc(); // closed to make room, not by the shutdown
+                }
                 connection.as_mut().graceful_shutdown();
             }
         }
@@ -350,5 +355,19 @@ mod tests {
         assert!(registry.make_room(3), "e is idle again");
         assert!(e.close.is_cancelled());
         drop((busy_b, busy_d));
+    }
+
+    #[test]
+    fn the_shutdown_closes_every_connection_through_its_own_token() {
+        let registry = Registry::default();
+        let (_, a) = registry.insert();
+        assert!(!a.close.is_cancelled());
+        registry.shutdown.cancel();
+        assert!(a.close.is_cancelled(), "the one token a connection watches");
+        let (_, late) = registry.insert();
+        assert!(
+            late.close.is_cancelled(),
+            "accepted after the shutdown: closing"
+        );
     }
 }

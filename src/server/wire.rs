@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::encode::{self, Framing};
-use super::head::{Head, PlainHead, read_head};
+use super::head::{Head, HeadMemo, PlainHead, read_head};
 use super::rewind::Rewind;
 use super::{Busy, Conn, ServeLimits};
 use crate::auth::ConnAuth;
@@ -84,8 +84,9 @@ impl Wire<'_> {
     pub(super) async fn serve(&self, mut stream: TcpStream) -> Ended {
         let mut buf = BytesMut::with_capacity(8 * 1024);
         let mut out = Vec::with_capacity(4 * 1024);
+        let mut memo = HeadMemo::default();
+        // Cancelled to make room or by the shutdown (its parent token).
         let mut closed = pin!(self.conn.close.cancelled());
-        let mut stopped = pin!(self.shutdown.cancelled());
         let mut header_timeout = pin!(tokio::time::sleep(self.limits.header_timeout));
         loop {
             header_timeout
@@ -93,7 +94,7 @@ impl Wire<'_> {
                 .reset(tokio::time::Instant::now() + self.limits.header_timeout);
             let head = loop {
                 if !buf.is_empty() {
-                    match read_head(&mut buf, self.limits.max_body_bytes) {
+                    match read_head(&mut buf, self.limits.max_body_bytes, &mut memo) {
                         Head::Plain(head) => break head,
                         Head::Other => return Ended::HandOff(Rewind::new(buf.freeze(), stream)),
                         Head::Partial => {}
@@ -107,10 +108,11 @@ impl Wire<'_> {
                     },
                     () = &mut header_timeout => return Ended::Closed,
                     () = &mut closed => {
-                        self.metrics.shed.inc();
+                        if !self.shutdown.is_cancelled() {
+                            self.metrics.shed.inc(); // made room, not shut down
+                        }
                         return Ended::Closed;
                     }
-                    () = &mut stopped => return Ended::Closed,
                 }
             };
             let busy = Busy::new(self.conn.clone());
@@ -181,10 +183,7 @@ impl Wire<'_> {
                 }
             }
         };
-        let keep = !close
-            && feed.remaining == 0
-            && !self.conn.close.is_cancelled()
-            && !self.shutdown.is_cancelled();
+        let keep = !close && feed.remaining == 0 && !self.conn.close.is_cancelled();
         let (parts, mut body) = response.into_parts();
         out.clear();
         let framing = encode::head(&parts, &hyper::body::Body::size_hint(&body), !keep, out);

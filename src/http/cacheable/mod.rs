@@ -275,6 +275,7 @@ async fn flight(
                     log.hit(state, Outcome::Coalesced, answer.usage);
                     guard.complete(FlightOutcome::Answer(answer.clone()));
                     return Ok(hit(
+                        state,
                         &answer,
                         "coalesced",
                         request.stream,
@@ -296,6 +297,7 @@ async fn flight(
                 state.count(endpoint, "coalesced");
                 log.hit(state, Outcome::Coalesced, answer.usage);
                 Ok(hit(
+                    state,
                     &answer,
                     "coalesced",
                     request.stream,

@@ -219,6 +219,7 @@ pub(super) async fn lookup(
         log.similarity = Some(candidate.similarity);
         log.hit(&cx.state, Outcome::Semantic, answer.usage);
         let mut response = hit(
+            &cx.state,
             &answer,
             "semantic",
             request.stream,
