@@ -12,7 +12,7 @@ pub mod analytics {
 }
 
 pub mod cache {
-    pub use crate::cache::{CachedAnswer, StreamRecorder, codec};
+    pub use crate::cache::{AnswerFacts, CachedAnswer, StreamRecorder, codec};
 }
 
 pub mod endpoint {

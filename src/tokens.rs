@@ -110,15 +110,7 @@ pub fn estimate(endpoint: Endpoint, request: &Map<String, Value>, answer: &Value
     }
 }
 
-/// Whether an answer reported usage the gateway can use.
-pub fn reported(answer: &Value) -> bool {
-    // Chat and completions say prompt_tokens; the Responses API says input_tokens.
-    answer.get("usage").is_some_and(|u| {
-        ["prompt_tokens", "input_tokens"]
-            .iter()
-            .any(|field| u.get(field).and_then(Value::as_u64).is_some())
-    })
-}
+pub use crate::usage::reported;
 
 #[cfg(test)]
 mod tests {

@@ -26,3 +26,13 @@ impl Usage {
         }
     }
 }
+
+/// Whether an answer reported usage the gateway can use.
+pub fn reported(answer: &Value) -> bool {
+    // Chat and completions say prompt_tokens; the Responses API says input_tokens.
+    answer.get("usage").is_some_and(|u| {
+        ["prompt_tokens", "input_tokens"]
+            .iter()
+            .any(|field| u.get(field).and_then(Value::as_u64).is_some())
+    })
+}

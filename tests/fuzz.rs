@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use edge_gateway::clock::Clock;
 use edge_gateway::config::Config;
-use edge_gateway::testing::cache::{CachedAnswer, StreamRecorder, codec};
+use edge_gateway::testing::cache::{AnswerFacts, CachedAnswer, StreamRecorder, codec};
 use edge_gateway::testing::endpoint::Endpoint;
 use edge_gateway::testing::keying::{KeyOptions, cache_key, canonical_bytes};
 use edge_gateway::testing::request::CacheableRequest;
@@ -31,6 +31,82 @@ const ENDPOINTS: [Endpoint; 3] = [
     Endpoint::Completions,
     Endpoint::Embeddings,
 ];
+
+/// A relay answer as raw JSON text: an object of the fields the gateway reads (and
+/// others), plausible or arbitrary values, keys repeated or escaped at times, values that
+/// a `Value` parse refuses (lone surrogates, numbers out of range, bad UTF-8, bad syntax);
+/// or any JSON at all.
+fn answer_text() -> impl Strategy<Value = Vec<u8>> {
+    let reason = prop_oneof![
+        3 => Just(json!("stop")),
+        2 => Just(json!("tool_calls")),
+        1 => Just(json!("length")),
+        1 => Just(Value::Null),
+        1 => Just(json!(1)),
+    ];
+    let choice = prop_oneof![
+        6 => reason.prop_map(|r| json!({"index": 0, "message": {"content": "hi"}, "finish_reason": r})),
+        1 => json_value(),
+    ];
+    let choices = prop::collection::vec(choice, 0..4).prop_map(|c| Value::Array(c).to_string());
+    let data = prop::collection::vec(json_value(), 0..3).prop_map(|d| Value::Array(d).to_string());
+    let count = prop_oneof![
+        4 => any::<u32>().prop_map(Value::from),
+        1 => any::<i64>().prop_map(Value::from),
+        1 => Just(json!(1.5)),
+        1 => Just(Value::Null),
+    ];
+    let usage =
+        (count.clone(), count.clone(), count, any::<bool>()).prop_map(|(p, c, i, responses)| {
+            if responses {
+                json!({"input_tokens": i, "output_tokens": c}).to_string()
+            } else {
+                json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": 3}).to_string()
+            }
+        });
+    let any_text = json_value().prop_map(|v| v.to_string()).boxed();
+    let tricky = prop_oneof![
+        Just("\"\\ud800\""),
+        Just("\"\\ud83d\\ude00\""),
+        Just("1e400"),
+        Just("-0"),
+        Just("[1,2,]"),
+        Just("{\"a\":1,\"a\":2}"),
+        Just("\"\u{e9}\\u00e9\""),
+    ]
+    .prop_map(str::to_owned)
+    .boxed();
+    // Mostly the value a relay sends for the key; at times anything, or a tricky text.
+    let field = |key: &'static str, usual: BoxedStrategy<String>| {
+        (
+            Just(key),
+            prop_oneof![6 => usual, 1 => any_text.clone(), 1 => tricky.clone()],
+        )
+    };
+    let fields = prop_oneof![
+        4 => field("choices", choices.clone().boxed()),
+        1 => field("choic\\u0065s", choices.boxed()),
+        2 => field("data", data.boxed()),
+        2 => field("usage", usage.boxed()),
+        2 => field("model", "[a-z0-9.-]{0,12}".prop_map(|m| Value::from(m).to_string()).boxed()),
+        1 => field("mod\\u0065l", Just("\"gpt-4o\"".to_owned()).boxed()),
+        1 => field("error", prop_oneof![3 => Just("null".to_owned()), 1 => Just("{\"message\":\"x\"}".to_owned())].boxed()),
+        1 => field("id", Just("\"chatcmpl-1\"".to_owned()).boxed()),
+    ];
+    let object = prop::collection::vec(fields, 0..7).prop_map(|fields| {
+        let inner: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        format!("{{{}}}", inner.join(",")).into_bytes()
+    });
+    prop_oneof![
+        6 => object.clone(),
+        1 => json_value().prop_map(|v| v.to_string().into_bytes()),
+        1 => (object, any::<usize>(), any::<u8>()).prop_map(|(mut text, at, byte)| {
+            let i = at % text.len();
+            text[i] = byte;
+            text
+        }),
+    ]
+}
 
 /// Arbitrary JSON, with the kinds of text that stress normalization.
 fn json_value() -> impl Strategy<Value = Value> {
@@ -158,6 +234,20 @@ proptest! {
         }
         let truncated = &stream[..stream.len() - 3];
         prop_assert_eq!(record(Endpoint::ChatCompletions, truncated, &cuts), None);
+    }
+
+    #[test]
+    fn an_answer_read_without_a_value_has_the_facts_of_its_value(text in answer_text()) {
+        for endpoint in ENDPOINTS {
+            let whole = CachedAnswer::validate(endpoint, &text).map(|v| AnswerFacts::of(endpoint, &v));
+            prop_assert_eq!(
+                CachedAnswer::read(endpoint, &text),
+                whole,
+                "{:?}: {}",
+                endpoint,
+                String::from_utf8_lossy(&text)
+            );
+        }
     }
 
     #[test]

@@ -34,11 +34,40 @@ pub struct CachedAnswer {
     key_header: OnceLock<(CacheKey, HeaderValue)>,
 }
 
+/// What the gateway acts on in a complete relay answer.
+#[derive(Debug, PartialEq)]
+pub struct AnswerFacts {
+    pub model: Arc<str>,
+    pub usage: Usage,
+    /// The relay reported its token counts (else the gateway estimates them).
+    pub usage_reported: bool,
+    /// Whether the answer may be stored (SPEC "Cache key").
+    pub storable: Result<(), NotCacheable>,
+}
+
+impl AnswerFacts {
+    /// The facts of an answer parsed whole.
+    pub fn of(endpoint: Endpoint, value: &Value) -> Self {
+        let model = value
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        Self {
+            model: Arc::from(model),
+            usage: Usage::from_json(value.get("usage")),
+            usage_reported: crate::usage::reported(value),
+            storable: CachedAnswer::storable(endpoint, value),
+        }
+    }
+}
+
 /// Why a relay answer cannot be cached (it is still passed to the client as sent).
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotCacheable(pub &'static str);
 
 impl CachedAnswer {
+    /// An entry of an answer parsed whole (tests, benches).
+    #[cfg(any(test, feature = "testing"))]
     pub fn new(
         endpoint: Endpoint,
         namespace: Arc<str>,
@@ -46,15 +75,28 @@ impl CachedAnswer {
         value: &Value,
         expires_at_ms: u64,
     ) -> Self {
-        let model = value
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        Self::from_facts(
+            endpoint,
+            namespace,
+            body,
+            &AnswerFacts::of(endpoint, value),
+            expires_at_ms,
+        )
+    }
+
+    /// An entry of an answer whose facts were read (see [`CachedAnswer::read`]).
+    pub fn from_facts(
+        endpoint: Endpoint,
+        namespace: Arc<str>,
+        body: Bytes,
+        facts: &AnswerFacts,
+        expires_at_ms: u64,
+    ) -> Self {
         Self {
             endpoint,
             namespace,
-            model: Arc::from(model),
-            usage: Usage::from_json(value.get("usage")),
+            model: facts.model.clone(),
+            usage: facts.usage,
             expires_at_ms,
             // Exact size: the body arrives as a view into a larger buffer (read buffers,
             // a grown BytesMut), which must not stay alive as long as the entry.
@@ -85,6 +127,54 @@ impl CachedAnswer {
             sse_with_usage: OnceLock::new(),
             key_header: OnceLock::new(),
         }
+    }
+
+    /// Checks a plain 200 body as [`CachedAnswer::validate`] does and reads its facts.
+    /// Chat, completion and embeddings answers are read without building a `Value` of
+    /// them ([`super::outline`]); a Responses API answer is parsed whole.
+    pub fn read(endpoint: Endpoint, body: &[u8]) -> Result<AnswerFacts, NotCacheable> {
+        let outline = match endpoint {
+            Endpoint::Responses => {
+                let value = Self::validate(endpoint, body)?;
+                return Ok(AnswerFacts::of(endpoint, &value));
+            }
+            _ => super::outline::read(body).map_err(|_| NotCacheable("body is not JSON"))?,
+        };
+        if outline.error {
+            return Err(NotCacheable("body carries an error"));
+        }
+        let results = match endpoint {
+            Endpoint::Embeddings => outline.data,
+            _ => outline.choices.as_ref().map(Vec::len),
+        };
+        let Some(results) = results else {
+            return Err(NotCacheable("body has no result list"));
+        };
+        let finished = outline.choices.iter().flatten().all(|&f| f);
+        let storable = if results == 0 {
+            Err(NotCacheable("no result in the answer"))
+        } else if endpoint == Endpoint::Embeddings || finished {
+            Ok(())
+        } else {
+            Err(NotCacheable(
+                "a choice did not finish with stop or tool_calls",
+            ))
+        };
+        let fields = outline.usage.as_ref();
+        let field = |get: fn(&super::outline::UsageFields) -> Option<u64>| {
+            fields.and_then(get).unwrap_or(0)
+        };
+        Ok(AnswerFacts {
+            model: Arc::from(outline.model.as_deref().unwrap_or_default()),
+            usage: Usage {
+                prompt_tokens: field(|u| u.prompt_tokens).max(field(|u| u.input_tokens)),
+                completion_tokens: field(|u| u.completion_tokens).max(field(|u| u.output_tokens)),
+                estimated: false,
+            },
+            usage_reported: fields
+                .is_some_and(|u| u.prompt_tokens.is_some() || u.input_tokens.is_some()),
+            storable,
+        })
     }
 
     /// Checks that a plain 200 body is a complete answer for `endpoint`.

@@ -8,13 +8,14 @@ mod fast_path;
 mod flight;
 mod l1;
 mod metrics;
+mod outline;
 mod recorder;
 mod redis;
 pub mod responses;
 mod sqlite;
 mod tiered;
 
-pub use answer::{CachedAnswer, NotCacheable, Usage};
+pub use answer::{AnswerFacts, CachedAnswer, NotCacheable, Usage};
 pub use fast_path::{FastPath, Fingerprint, KnownRequest};
 pub use flight::{BufferedAnswer, FlightGuard, FlightOutcome, Flights, Join, wait};
 pub use l1::L1Cache;

@@ -12,7 +12,9 @@ use futures_util::StreamExt;
 use tracing::Instrument;
 
 use super::{buffered_response, is_event_stream, mark_relayed};
-use crate::cache::{BufferedAnswer, CachedAnswer, FlightGuard, FlightOutcome, NotCacheable, Usage};
+use crate::cache::{
+    AnswerFacts, BufferedAnswer, CachedAnswer, FlightGuard, FlightOutcome, NotCacheable, Usage,
+};
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::http::X_CACHE;
@@ -218,25 +220,32 @@ impl Miss {
             response.headers_mut().insert(X_CACHE, x_cache);
             return Ok((FlightOutcome::Relayed(answer), response));
         }
-        let value = CachedAnswer::validate(self.endpoint, &body)
-            .map_err(|why| ApiError::RelayBadResponse(why.0.into()))?;
-        let mut value = value;
-        let estimate = self.estimate_usage(&mut value).await;
-        // The stored answer carries the estimate, so its hits return usage too.
-        let stored_body = match estimate {
-            None => body.clone(),
-            Some(_) => Bytes::from(serde_json::to_vec(&value).unwrap_or_default()),
+        let bad = |why: NotCacheable| ApiError::RelayBadResponse(why.0.into());
+        let mut facts = CachedAnswer::read(self.endpoint, &body).map_err(bad)?;
+        let (stored_body, estimate) = if facts.usage_reported {
+            (body.clone(), None)
+        } else {
+            // No usage from the relay: estimated on the whole answer, which carries the
+            // estimate when stored, so its hits return usage too.
+            let mut value = CachedAnswer::validate(self.endpoint, &body).map_err(bad)?;
+            let estimate = self.estimate_usage(&mut value).await;
+            let stored = match estimate {
+                None => body.clone(),
+                Some(_) => Bytes::from(serde_json::to_vec(&value).unwrap_or_default()),
+            };
+            facts = AnswerFacts::of(self.endpoint, &value);
+            (stored, estimate)
         };
-        let answer = Arc::new(self.answer(stored_body, &value, estimate));
+        let storable = if is_json(&headers) {
+            std::mem::replace(&mut facts.storable, Ok(()))
+        } else {
+            Err(NotCacheable("the answer is not labelled JSON"))
+        };
+        let answer = Arc::new(self.answer_of(stored_body, &facts, estimate));
         log.spent(&self.state, answer.usage);
         if self.state.config.privacy.log_payloads {
             tracing::info!(target: "edge_gateway::payload", key = %self.key, answer = %String::from_utf8_lossy(&body[..body.len().min(4096)]), "relay answer (privacy.log_payloads)");
         }
-        let storable = if is_json(&headers) {
-            CachedAnswer::storable(self.endpoint, &value)
-        } else {
-            Err(NotCacheable("the answer is not labelled JSON"))
-        };
         self.store(store, storable, &answer).await;
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = status;
@@ -281,16 +290,21 @@ impl Miss {
         value: &serde_json::Value,
         estimate: Option<Usage>,
     ) -> CachedAnswer {
+        self.answer_of(body, &AnswerFacts::of(self.endpoint, value), estimate)
+    }
+
+    /// As [`Miss::answer`], from the answer's facts.
+    fn answer_of(&self, body: Bytes, facts: &AnswerFacts, estimate: Option<Usage>) -> CachedAnswer {
         let expires_at_ms = self
             .state
             .clock
             .now_ms()
             .saturating_add(self.ttl.as_millis() as u64);
-        let mut answer = CachedAnswer::new(
+        let mut answer = CachedAnswer::from_facts(
             self.endpoint,
             self.namespace.clone(),
             body,
-            value,
+            facts,
             expires_at_ms,
         );
         if let Some(usage) = estimate {
