@@ -3,6 +3,7 @@
 //! request is served these bytes; a streamed request gets an SSE replay rendered from
 //! them once and kept. Usage figures ride along for analytics.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -28,10 +29,14 @@ pub struct CachedAnswer {
     pub expires_at_ms: u64,
     sse: OnceLock<Bytes>,
     sse_with_usage: OnceLock<Bytes>,
-    /// The `x-cache-key` value of the key this entry was first served under: every hit
+    /// The `x-cache-key` value of the key this entry was served under, kept from its
+    /// second hit: every hit
     /// sends it, and hex-encoding, validating and allocating it each time was ~500
     /// instructions of a ~20,000-instruction hit (callgrind, bench/RESULTS.md).
     key_header: OnceLock<(CacheKey, HeaderValue)>,
+    /// Served once already: the value is kept from the second time on, so an entry
+    /// restored from Redis or SQLite for one request does not pay for keeping it.
+    served: AtomicBool,
 }
 
 /// What the gateway acts on in a complete relay answer.
@@ -104,6 +109,7 @@ impl CachedAnswer {
             sse: OnceLock::new(),
             sse_with_usage: OnceLock::new(),
             key_header: OnceLock::new(),
+            served: AtomicBool::new(false),
         }
     }
 
@@ -126,6 +132,7 @@ impl CachedAnswer {
             sse: OnceLock::new(),
             sse_with_usage: OnceLock::new(),
             key_header: OnceLock::new(),
+            served: AtomicBool::new(false),
         }
     }
 
@@ -251,6 +258,9 @@ impl CachedAnswer {
     /// The `x-cache-key` header value for `key`, made once per entry. Another key (an
     /// answer served by meaning, under the asking request's key) gets its own, not kept.
     pub fn key_header(&self, key: CacheKey) -> HeaderValue {
+        if self.key_header.get().is_none() && !self.served.swap(true, Ordering::Relaxed) {
+            return key.header_value();
+        }
         let (first, value) = self.key_header.get_or_init(|| (key, key.header_value()));
         if *first == key {
             value.clone()
@@ -433,7 +443,15 @@ mod tests {
         let answer = CachedAnswer::new(Endpoint::ChatCompletions, Arc::from("ns"), body, &value, 1);
         let (a, b) = (CacheKey([0xab; 32]), CacheKey([0x01; 32]));
         assert_eq!(answer.key_header(a), "ab".repeat(32).as_str());
-        assert_eq!(answer.key_header(a), "ab".repeat(32).as_str(), "kept");
+        assert!(
+            answer.key_header.get().is_none(),
+            "served once: nothing kept"
+        );
+        assert_eq!(answer.key_header(a), "ab".repeat(32).as_str());
+        assert!(
+            answer.key_header.get().is_some(),
+            "kept from the second time"
+        );
         // Served by meaning under another request's key: that key, never the first one's.
         assert_eq!(answer.key_header(b), "01".repeat(32).as_str());
         assert_eq!(answer.key_header(a), "ab".repeat(32).as_str());
