@@ -146,6 +146,10 @@ mod tests {
         assert!(reported(
             &json!({"usage": {"prompt_tokens": 3, "completion_tokens": 1}})
         ));
+        assert!(reported(
+            &json!({"usage": {"input_tokens": 3, "output_tokens": 1}})
+        ));
+        assert!(!reported(&json!({"usage": {"completion_tokens": 1}})));
         assert!(!reported(&json!({"usage": null})));
         assert!(!reported(&json!({})));
     }

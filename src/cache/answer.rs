@@ -167,19 +167,11 @@ impl CachedAnswer {
                 "a choice did not finish with stop or tool_calls",
             ))
         };
-        let fields = outline.usage.as_ref();
-        let field = |get: fn(&super::outline::UsageFields) -> Option<u64>| {
-            fields.and_then(get).unwrap_or(0)
-        };
+        let count = |name: &str| outline.usage.as_ref().and_then(|u| u.count(name));
         Ok(AnswerFacts {
             model: Arc::from(outline.model.as_deref().unwrap_or_default()),
-            usage: Usage {
-                prompt_tokens: field(|u| u.prompt_tokens).max(field(|u| u.input_tokens)),
-                completion_tokens: field(|u| u.completion_tokens).max(field(|u| u.output_tokens)),
-                estimated: false,
-            },
-            usage_reported: fields
-                .is_some_and(|u| u.prompt_tokens.is_some() || u.input_tokens.is_some()),
+            usage: Usage::from_counts(count),
+            usage_reported: Usage::counts_reported(count),
             storable,
         })
     }

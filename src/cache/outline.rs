@@ -40,6 +40,19 @@ pub(super) struct UsageFields {
     pub output_tokens: Option<u64>,
 }
 
+impl UsageFields {
+    /// The count named `name`, as `Value::as_u64` would read it.
+    pub fn count(&self, name: &str) -> Option<u64> {
+        match name {
+            "prompt_tokens" => self.prompt_tokens,
+            "completion_tokens" => self.completion_tokens,
+            "input_tokens" => self.input_tokens,
+            "output_tokens" => self.output_tokens,
+            _ => None,
+        }
+    }
+}
+
 /// Reads `body`; `Err` exactly when `serde_json` would not parse it as a `Value`.
 pub(super) fn read(body: &[u8]) -> serde_json::Result<Outline> {
     serde_json::from_slice::<Top>(body).map(|top| top.0)

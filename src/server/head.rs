@@ -313,6 +313,11 @@ mod tests {
         assert_eq!(other.headers["authorization"], "Bearer sk-2");
         assert_eq!(other.headers["content-length"], "3");
         assert_eq!(other.content_length, 3);
+        // A target of the same length is read for what it says.
+        let query = next2("GET /healthz?a=1 HTTP/1.1\r\n\r\n");
+        assert_eq!(query.uri.query(), Some("a=1"));
+        let query = next2("GET /healthz?a=2 HTTP/1.1\r\n\r\n");
+        assert_eq!(query.uri.query(), Some("a=2"));
         let bare = next2("GET /healthz HTTP/1.1\r\n\r\n");
         assert!(bare.headers.is_empty());
         let back = next2(same);
