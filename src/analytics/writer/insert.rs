@@ -8,6 +8,12 @@ use super::super::event::CacheEvent;
 /// Rows per INSERT statement: one statement step per 64 rows instead of per row.
 const ROWS_PER_STATEMENT: usize = 64;
 const COLUMNS: usize = 17;
+/// The `region` column's place in a row: bound once per statement as `?1` (it is the
+/// writer's own region for every row), not once per row, which copied the same text
+/// 64 times per statement (~270 instructions a row, callgrind).
+const REGION_COLUMN: usize = 1;
+/// Parameters each row binds: every column but the region.
+const ROW_PARAMS: usize = COLUMNS - 1;
 /// Statements between yields of the writer thread: 4 × 64 rows, ~0.4 ms of work. A
 /// writer that woke with a batch used to run its whole transaction (milliseconds at high
 /// rates) while requests on the same core waited: the gateway's p99. A writer that is
@@ -36,15 +42,24 @@ fn insert_sql(rows: usize) -> String {
                 sql.push(',');
             }
             sql.push('?');
-            sql.push_str(&(r * COLUMNS + c + 1).to_string());
+            sql.push_str(&placeholder(r, c).to_string());
         }
         sql.push(')');
     }
     sql
 }
 
+/// The parameter number of row `r`, column `c`: `?1` is the region, then each row's own.
+fn placeholder(r: usize, c: usize) -> usize {
+    match c {
+        REGION_COLUMN => 1,
+        c if c < REGION_COLUMN => 2 + r * ROW_PARAMS + c,
+        c => 2 + r * ROW_PARAMS + c - 1,
+    }
+}
+
 /// The statement text for every chunk size, built once: the statement cache is looked up
-/// by text, and formatting 1,088 placeholders per batch cost the writer thread more than
+/// by text, and formatting a thousand placeholders per batch cost the writer thread more than
 /// a tenth of its time (profile in bench/RESULTS.md).
 fn statement_for(rows: usize) -> &'static str {
     static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
@@ -64,7 +79,7 @@ pub(super) fn insert(
     }
     let tx = conn.transaction()?;
     // One statement per shape for the whole batch: a statement handed back to rusqlite's
-    // cache has its 1,088 bindings cleared, which once per 64 rows cost ~530
+    // cache has its 1,025 bindings cleared, which once per 64 rows cost ~530
     // instructions a row (callgrind); every binding is overwritten by the next chunk.
     let mut held: Option<(usize, rusqlite::CachedStatement<'_>)> = None;
     for (i, chunk) in statement_chunks(events).enumerate() {
@@ -86,12 +101,11 @@ pub(super) fn insert(
             .map(|e| e.key.map(|k| k.hex_bytes()).unwrap_or([0; 64]))
             .collect();
         // Every bound value must outlive the statement call: gather them first.
-        let texts: Vec<[&str; 6]> = chunk
+        let texts: Vec<[&str; 5]> = chunk
             .iter()
             .zip(&keys)
             .map(|(e, key)| {
                 [
-                    region,
                     e.endpoint.as_str(),
                     e.namespace.as_ref(),
                     e.model.as_ref(),
@@ -116,18 +130,20 @@ pub(super) fn insert(
             chunk.iter().map(|e| e.relay_region.as_deref()).collect();
         let similarities: Vec<Option<f64>> =
             chunk.iter().map(|e| e.similarity.map(f64::from)).collect();
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * COLUMNS);
+        let mut values: Vec<&dyn rusqlite::ToSql> =
+            Vec::with_capacity(1 + chunk.len() * ROW_PARAMS);
+        values.push(&region);
         for (i, e) in chunk.iter().enumerate() {
             let (t, n) = (&texts[i], &numbers[i]);
+            // In column order, without the region.
             values.extend([
                 &n[0] as &dyn rusqlite::ToSql,
                 &t[0],
                 &t[1],
                 &t[2],
                 &t[3],
-                &t[4],
                 &n[1],
-                &t[5],
+                &t[4],
                 &n[2],
                 &n[3],
                 &e.latency_ms,
@@ -147,7 +163,7 @@ pub(super) fn insert(
 
 /// Splits a batch into chunks of 64 rows, then powers of two: seven statement shapes in
 /// all, so every chunk finds its statement prepared (a remainder of any size used to
-/// re-parse a statement of up to 1,088 placeholders once per batch).
+/// re-parse a statement of up to 1,025 placeholders once per batch).
 pub(super) fn statement_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     std::iter::from_fn(move || {
         if rows.is_empty() {

@@ -65,6 +65,103 @@ fn every_statement_shape_inserts_its_rows() {
     assert_eq!((rows, keyed, blank), (127, 64, 63));
 }
 
+/// Each column of each row, in every statement shape, holds that row's own value: the
+/// region is bound once per statement and every other value by its row's placeholders.
+#[test]
+fn every_column_of_every_row_lands_in_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = OpenedFile::open(&dir.path().join("a.db")).unwrap().conn;
+    let tiers = [
+        super::super::Outcome::L1,
+        super::super::Outcome::Miss,
+        super::super::Outcome::Redis,
+    ];
+    let event = |i: u64| CacheEvent {
+        ts_ms: i,
+        endpoint: if i % 2 == 0 {
+            crate::endpoint::Endpoint::ChatCompletions
+        } else {
+            crate::endpoint::Endpoint::Embeddings
+        },
+        namespace: Arc::from(format!("ns{i}")),
+        model: Arc::from(format!("m{i}")),
+        tier: tiers[i as usize % 3],
+        status: 200 + (i % 5) as u16,
+        key: Some(crate::keying::CacheKey([i as u8; 32])),
+        prompt_tokens: i * 3,
+        completion_tokens: i * 7,
+        usage_estimated: i % 2 == 1,
+        latency_ms: i as f64 / 4.0,
+        relay_region: (i % 3 == 0).then(|| Arc::from(format!("r{i}"))),
+        cost_usd: i as f64 / 100.0,
+        saved_usd: i as f64 / 1000.0,
+        similarity: (i % 4 == 0).then_some(i as f32 / 512.0),
+        embedding_cost_usd: i as f64 / 8.0,
+    };
+    // 64 + 32 + 2 + 1 rows: four statement shapes.
+    let events: Vec<CacheEvent> = (0..99).map(event).collect();
+    insert(&mut conn, "lhr", &events, true).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT ts, region, endpoint, namespace, model, tier, status, key_hash,
+                    prompt_tokens, completion_tokens, latency_ms, relay_region, cost_usd,
+                    saved_usd, usage_estimated, similarity, embedding_cost_usd
+             FROM cache_events ORDER BY ts",
+        )
+        .unwrap();
+    let rows: Vec<String> = stmt
+        .query_map([], |r| {
+            Ok(format!(
+                "{} {} {} {} {} {} {} {} {} {} {} {:?} {} {} {} {:?} {}",
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, i64>(8)?,
+                r.get::<_, i64>(9)?,
+                r.get::<_, f64>(10)?,
+                r.get::<_, Option<String>>(11)?,
+                r.get::<_, f64>(12)?,
+                r.get::<_, f64>(13)?,
+                r.get::<_, i64>(14)?,
+                r.get::<_, Option<f64>>(15)?,
+                r.get::<_, f64>(16)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} lhr {} {} {} {} {} {} {} {} {} {:?} {} {} {} {:?} {}",
+                e.ts_ms,
+                e.endpoint.as_str(),
+                e.namespace,
+                e.model,
+                e.tier.as_str(),
+                e.status,
+                e.key.map(|k| k.hex_str().to_string()).unwrap_or_default(),
+                e.prompt_tokens,
+                e.completion_tokens,
+                e.latency_ms,
+                e.relay_region.as_deref().map(str::to_owned),
+                e.cost_usd,
+                e.saved_usd,
+                i64::from(e.usage_estimated),
+                e.similarity.map(f64::from),
+                e.embedding_cost_usd,
+            )
+        })
+        .collect();
+    assert_eq!(rows, expected);
+}
+
 #[test]
 fn the_writer_stays_polite_with_full_batches_until_a_quarter_of_the_queue_waits() {
     let capacity = 65_536;
