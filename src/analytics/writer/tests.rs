@@ -78,7 +78,7 @@ fn every_column_of_every_row_lands_in_its_place() {
     ];
     let event = |i: u64| CacheEvent {
         ts_ms: i,
-        endpoint: if i % 2 == 0 {
+        endpoint: if i.is_multiple_of(2) {
             crate::endpoint::Endpoint::ChatCompletions
         } else {
             crate::endpoint::Endpoint::Embeddings
@@ -92,10 +92,10 @@ fn every_column_of_every_row_lands_in_its_place() {
         completion_tokens: i * 7,
         usage_estimated: i % 2 == 1,
         latency_ms: i as f64 / 4.0,
-        relay_region: (i % 3 == 0).then(|| Arc::from(format!("r{i}"))),
+        relay_region: i.is_multiple_of(3).then(|| Arc::from(format!("r{i}"))),
         cost_usd: i as f64 / 100.0,
         saved_usd: i as f64 / 1000.0,
-        similarity: (i % 4 == 0).then_some(i as f32 / 512.0),
+        similarity: i.is_multiple_of(4).then_some(i as f32 / 512.0),
         embedding_cost_usd: i as f64 / 8.0,
     };
     // 64 + 32 + 2 + 1 rows: four statement shapes.
