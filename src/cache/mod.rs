@@ -27,8 +27,9 @@ pub use tiered::{Tier, TieredCache};
 
 /// The hasher of the in-process caches (L1, fast path, the SQLite tier's key set), whose
 /// keys are SHA-256 digests: seeded per process like std's SipHash, about a sixth of its
-/// cost per lookup (SipHash was ~1,400 instructions of an L1 hit, callgrind). The keys come out of SHA-256, so a
-/// client cannot aim them at buckets without the process's seed.
+/// cost per lookup (SipHash was ~1,400 instructions of an L1 hit, callgrind). The keys
+/// come out of SHA-256, so a client cannot aim them at buckets without the process's
+/// seed.
 type KeyHasher = foldhash::fast::RandomState;
 
 /// Whether an entry of `entry_ns` belongs to `ns` (itself or one of its partitions).
