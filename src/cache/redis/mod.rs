@@ -361,7 +361,8 @@ impl RedisTier {
         };
         let result = match outcome {
             Ok(Ok(v)) => Ok(v),
-            // The connection's own response timeout may fire first.
+            // The connection's own response timeout: the only one for a standalone
+            // connection, and it may fire before ours for a Cluster.
             Ok(Err(e)) if e.is_timeout() => Err(RedisUnavailable::Timeout),
             Ok(Err(e)) => Err(RedisUnavailable::Error(e)),
             Err(_) => Err(RedisUnavailable::Timeout),
