@@ -94,7 +94,7 @@ impl TieredCache {
     }
 
     pub async fn get(&self, namespace: &str, key: &CacheKey) -> Option<(Arc<CachedAnswer>, Tier)> {
-        if let Some(answer) = self.l1.get(key).await {
+        if let Some(answer) = self.l1.get(key) {
             return Some((answer, Tier::L1));
         }
         // Boxed: the Redis and SQLite futures are large, and an L1 hit should not carry
@@ -112,7 +112,7 @@ impl TieredCache {
             match redis.get(namespace, key).await {
                 Ok(Some(answer)) => {
                     let answer = Arc::new(answer);
-                    self.l1.insert(*key, answer.clone()).await;
+                    self.l1.insert(*key, answer.clone());
                     // Keep the local fallback warm with what other regions stored.
                     self.sqlite.keep_warm(*key, answer.clone());
                     return Some((answer, Tier::Redis));
@@ -123,7 +123,7 @@ impl TieredCache {
             }
         }
         let answer = Arc::new(self.sqlite.get(*key).await?);
-        self.l1.insert(*key, answer.clone()).await;
+        self.l1.insert(*key, answer.clone());
         Some((answer, Tier::Sqlite))
     }
 
@@ -144,7 +144,7 @@ impl TieredCache {
             }
             return;
         }
-        self.l1.insert(key, answer.clone()).await;
+        self.l1.insert(key, answer.clone());
         if let Some(redis) = &self.redis {
             if wait_for_redis {
                 redis.put_now(key, answer.clone()).await;
@@ -158,7 +158,7 @@ impl TieredCache {
     /// Empties every tier, or only `namespace` and its partitions.
     pub async fn purge(&self, namespace: Option<&str>) -> PurgeReport {
         self.l1.purge(namespace);
-        self.l1.run_pending_tasks().await;
+        self.l1.run_pending_tasks();
         let redis = match &self.redis {
             None => None,
             Some(r) => Some(r.purge(namespace).await.map_err(|e| e.to_string())),
@@ -225,7 +225,7 @@ impl TieredCache {
             }
         }
         if !changed.is_empty() {
-            self.l1.run_pending_tasks().await;
+            self.l1.run_pending_tasks();
         }
         changed
     }
