@@ -55,9 +55,9 @@ impl Dispatch {
             Ok(slot) => slot,
             Err(refused) => return refused.into_response(),
         };
-        let mut response =
+        let (mut response, latency_ms) =
             super::cacheable::handle(self.state.clone(), endpoint, request, started, conn).await;
-        super::observe::observed(&self.state, endpoint, started, &mut response);
+        super::observe::observed(&self.state, endpoint, latency_ms, &mut response);
         response
     }
 }

@@ -86,12 +86,14 @@ impl RequestLog {
         }
     }
 
-    /// The response's status; its latency is now, unless already set.
-    pub fn answered(&mut self, status: u16) {
+    /// The response's status; its latency is now, unless already set. Returns the
+    /// latency (ms).
+    pub fn answered(&mut self, status: u16) -> f64 {
         self.status = status;
-        if self.latency_ms.is_none() {
-            self.latency_ms = Some(self.elapsed_ms());
-        }
+        let started = self.started;
+        *self
+            .latency_ms
+            .get_or_insert_with(|| started.elapsed().as_secs_f64() * 1e3)
     }
 
     /// Fixes the latency at now (a stream: time to its headers, though it ends later).

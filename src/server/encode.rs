@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::http::response::Parts;
 use axum::http::{StatusCode, header};
@@ -93,13 +93,14 @@ thread_local! {
 }
 
 /// The HTTP date of now. Wall time on purpose: a header of the wire, not of the cache,
-/// whose times are read on the app's clock.
+/// whose times are read on the app's clock. Read on the coarse clock
+/// (`clock::system_ms`): an HTTP date has whole seconds.
 fn with_date(f: impl FnOnce(&[u8])) {
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = crate::clock::system_ms() / 1_000;
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != secs {
+            let now = UNIX_EPOCH + Duration::from_secs(secs);
             *cached = (secs, httpdate::fmt_http_date(now).into_bytes());
         }
         f(&cached.1);
