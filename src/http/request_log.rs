@@ -90,10 +90,9 @@ impl RequestLog {
     /// latency (ms).
     pub fn answered(&mut self, status: u16) -> f64 {
         self.status = status;
-        let started = self.started;
-        *self
-            .latency_ms
-            .get_or_insert_with(|| started.elapsed().as_secs_f64() * 1e3)
+        let latency_ms = self.latency_ms.unwrap_or_else(|| self.elapsed_ms());
+        self.latency_ms = Some(latency_ms);
+        latency_ms
     }
 
     /// Fixes the latency at now (a stream: time to its headers, though it ends later).
